@@ -1,0 +1,92 @@
+"""Tokenizers behind the :class:`~collab.engines.base.Tokenizer` protocol."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from typing import Any
+
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "</think>"
+
+
+class HFTokenizer:
+    """A transformers tokenizer with its chat template and thinking tags."""
+
+    def __init__(self, hf: Any, *, key: str, thinking: bool | None = None) -> None:
+        self.hf = hf
+        self.key = key
+        if thinking is None:
+            thinking = "<think>" in hf.get_vocab()
+        self.think_open = THINK_OPEN if thinking else None
+        self.think_close = THINK_CLOSE if thinking else None
+        eos = hf.eos_token_id
+        ids = {eos} if isinstance(eos, int) else set(eos or [])
+        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<｜end▁of▁sentence｜>"):
+            tid = hf.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != hf.unk_token_id and tid is not None and tid >= 0:
+                ids.add(tid)
+        self.eos_token_ids = sorted(i for i in ids if i is not None)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def render_prompt(self, user: str, system: str | None = None) -> list[int]:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": user}
+        ]
+        if self.hf.chat_template:
+            text = self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = (system + "\n\n" if system else "") + user + "\n"
+        if self.think_open and not text.rstrip().endswith("<think>"):
+            text += self.think_open
+        elif self.think_open and not text.endswith("\n"):
+            text += "\n"
+        return self.encode(text)
+
+
+@lru_cache(maxsize=16)
+def _load_hf(path: str, gguf_file: str | None) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
+def load_tokenizer(path: str, *, gguf_file: str | None = None, thinking: bool | None = None) -> HFTokenizer:
+    """Load a tokenizer from a hub id, a local folder, or (with ``gguf_file``) a GGUF file's folder."""
+    hf = _load_hf(path, gguf_file)
+    digest = hashlib.sha1(repr(sorted(hf.get_vocab().items())[:2000]).encode()).hexdigest()[:8]
+    return HFTokenizer(hf, key=f"{type(hf).__name__}:{len(hf)}:{digest}", thinking=thinking)
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as token ids (0-255) plus a few specials: exact, dependency-free, for tests."""
+
+    EOS = 256
+    THINK_OPEN_ID = 257
+    THINK_CLOSE_ID = 258
+
+    def __init__(self, *, thinking: bool = True) -> None:
+        self.key = "bytes"
+        self.think_open = THINK_OPEN if thinking else None
+        self.think_close = THINK_CLOSE if thinking else None
+        self.eos_token_ids = [self.EOS]
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids: list[int]) -> str:
+        specials = {self.EOS: "", self.THINK_OPEN_ID: "<think>", self.THINK_CLOSE_ID: THINK_CLOSE}
+        out = bytearray()
+        for i in ids:
+            out += specials[i].encode() if i in specials else bytes([i])
+        return out.decode("utf-8", errors="replace")
+
+    def render_prompt(self, user: str, system: str | None = None) -> list[int]:
+        text = (f"[system]\n{system}\n" if system else "") + f"[user]\n{user}\n[assistant]\n"
+        return self.encode(text + (self.think_open or ""))

@@ -1,0 +1,134 @@
+"""Typed events: one JSON object per line of a run's ``events.jsonl``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    t: float = Field(default_factory=time.time)
+
+
+class RunStart(Event):
+    type: Literal["run.start"] = "run.start"
+    run_id: str
+    scenario: str
+    digest: str
+    episodes: int
+    resumed: bool = False
+
+
+class RunEnd(Event):
+    type: Literal["run.end"] = "run.end"
+    run_id: str
+    status: Literal["ok", "interrupted", "failed"] = "ok"
+
+
+class EpisodeStart(Event):
+    type: Literal["episode.start"] = "episode.start"
+    episode_id: str
+    problem_id: str
+    sample: int
+    point: dict[str, Any] = {}
+    seed: int
+    gold: str | None = None
+    problem: str = ""
+    prompt: str = ""
+    stage: str | None = None
+
+
+class SpanEvent(Event):
+    """A span added to an episode's trace (by a writer's turn, an injector or a seed)."""
+
+    episode_id: str
+    index: int
+    """Position of the span in the trace."""
+    turn: str
+    """The graph node that produced it."""
+    agent: str
+    kind: Literal["generated", "injected", "seeded"]
+    text: str
+    ids: dict[str, list[int]] = {}
+    tokens: int = 0
+    meta: dict[str, Any] = {}
+
+
+class TurnEvent(SpanEvent):
+    type: Literal["turn"] = "turn"
+    engine: str
+    server: str | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    ideal_cached_tokens: int = 0
+    requests: int = 1
+    latency_s: float = 0.0
+    finish_reason: str = "length"
+    matched: int | str | None = None
+    trigger: str = ""
+    """Which handoff trigger ended the turn: tokens, stop, thinking, answer, limit, eos."""
+
+
+class InjectEvent(SpanEvent):
+    type: Literal["inject"] = "inject"
+
+
+class SeedEvent(SpanEvent):
+    type: Literal["seed"] = "seed"
+
+
+class EpisodeEnd(Event):
+    type: Literal["episode.end"] = "episode.end"
+    episode_id: str
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    judge_reason: str | None = None
+    turns: int = 0
+    tokens: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    ideal_cached_tokens: int = 0
+    requests: int = 0
+    end_reason: str = ""
+    wall_s: float = 0.0
+
+
+class JudgeValue(Event):
+    type: Literal["judge.value"] = "judge.value"
+    episode_id: str
+    boundary: int
+    """Number of spans before the boundary (0 = the bare prompt)."""
+    value: float | None
+    method: str
+    samples: int = 0
+    detail: dict[str, Any] = {}
+
+
+class JudgeVerdict(Event):
+    type: Literal["judge.verdict"] = "judge.verdict"
+    episode_id: str
+    span: int | None = None
+    agent: str | None = None
+    verdict: str
+    """derailed | rescued | neutral for a span; recovered | followed_injection | other_wrong for an episode."""
+    before: float | None = None
+    after: float | None = None
+    method: str = ""
+    detail: dict[str, Any] = {}
+
+
+AnyEvent = Annotated[
+    Union[RunStart, RunEnd, EpisodeStart, TurnEvent, InjectEvent, SeedEvent, EpisodeEnd, JudgeValue, JudgeVerdict],
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+EPISODE_EVENTS = ("episode.start", "turn", "inject", "seed", "episode.end", "judge.value", "judge.verdict")
+
+
+def parse_event(line: str | bytes) -> AnyEvent:
+    return EVENT_ADAPTER.validate_json(line)

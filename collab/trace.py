@@ -1,0 +1,127 @@
+"""The one shared reasoning trace of an episode: a prompt and an ordered list of spans.
+
+Every engine sees the trace as its own token ids, append-only: a generated span keeps its
+author's exact output ids; a span is tokenized for another vocabulary once, on its own, and the
+result is cached on the span. Earlier spans are never re-tokenized.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from collab.engines.base import Tokenizer
+
+SpanKind = Literal["generated", "injected", "seeded"]
+Align = Literal["sentence", "paragraph", "token"]
+
+_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n")
+_PARAGRAPH_END = re.compile(r"\n\s*\n")
+
+
+@dataclass
+class Span:
+    author: str
+    kind: SpanKind
+    text: str
+    ids: dict[str, list[int]] = field(default_factory=dict)
+    """Token ids per tokenizer key; the author's own ids when the author generated the span."""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def ids_for(self, tokenizer: Tokenizer) -> list[int]:
+        ids = self.ids.get(tokenizer.key)
+        if ids is None:
+            ids = self.ids[tokenizer.key] = tokenizer.encode(self.text)
+        return ids
+
+
+@dataclass
+class _View:
+    ids: list[int]
+    spans: int = 0
+
+
+class Trace:
+    """A problem prompt followed by spans; token views per tokenizer grow append-only."""
+
+    def __init__(self, user_prompt: str, system: str | None = None) -> None:
+        self.user_prompt = user_prompt
+        self.system = system
+        self.spans: list[Span] = []
+        self._views: dict[str, _View] = {}
+
+    def append(self, span: Span) -> Span:
+        self.spans.append(span)
+        return span
+
+    def input_ids(self, tokenizer: Tokenizer) -> list[int]:
+        """The whole trace in ``tokenizer``'s ids: prompt, thinking opener, then every span.
+
+        The returned list is the view itself; callers copy it if they keep it across appends.
+        """
+        view = self._views.get(tokenizer.key)
+        if view is None:
+            view = self._views[tokenizer.key] = _View(tokenizer.render_prompt(self.user_prompt, self.system))
+        for span in self.spans[view.spans :]:
+            view.ids.extend(span.ids_for(tokenizer))
+        view.spans = len(self.spans)
+        return view.ids
+
+    def prompt_length(self, tokenizer: Tokenizer) -> int:
+        return len(tokenizer.render_prompt(self.user_prompt, self.system))
+
+    @property
+    def text(self) -> str:
+        """The trace after the prompt: thinking and answer as one string."""
+        return "".join(span.text for span in self.spans)
+
+    def fork(self) -> Trace:
+        """A copy sharing span objects (spans are never mutated but for their id caches)."""
+        other = Trace(self.user_prompt, self.system)
+        other.spans = list(self.spans)
+        return other
+
+
+def boundary_before(text: str, position: int, align: Align) -> int:
+    """The last ``align`` boundary at or before ``position`` in ``text`` (0 when none)."""
+    if align == "token" or position >= len(text):
+        return min(position, len(text))
+    pattern = _SENTENCE_END if align == "sentence" else _PARAGRAPH_END
+    best = 0
+    for match in pattern.finditer(text, 0, position + 1):
+        if match.end() <= position:
+            best = match.end()
+    return best
+
+
+def cut(text: str, fraction: float, tokenizer: Tokenizer, align: Align = "sentence",
+        ids: list[int] | None = None) -> tuple[str, list[int]]:
+    """The first ``fraction`` of ``text`` counted in ``tokenizer``'s tokens, moved back to a boundary.
+
+    Returns the kept text and its token ids (a prefix of ``ids`` when given, else of the encoding).
+    """
+    ids = tokenizer.encode(text) if ids is None else ids
+    target = round(fraction * len(ids))
+    if target <= 0:
+        return "", []
+    if target >= len(ids):
+        return tokenizer.decode(ids), list(ids)
+    position = len(tokenizer.decode(ids[:target]))
+    full = tokenizer.decode(ids)
+    end = boundary_before(full, position, align)
+    # largest token prefix whose text does not pass the boundary
+    lo, hi = 0, target
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(tokenizer.decode(ids[:mid])) <= end:
+            lo = mid
+        else:
+            hi = mid - 1
+    kept = ids[:lo]
+    return tokenizer.decode(kept), list(kept)
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends at a sentence boundary (punctuation then whitespace, or a newline)."""
+    return bool(text) and boundary_before(text + " ", len(text), "sentence") == len(text)
