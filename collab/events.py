@@ -65,6 +65,8 @@ class TurnEvent(SpanEvent):
     cached_tokens: int = 0
     ideal_cached_tokens: int = 0
     requests: int = 1
+    extends: bool = True
+    """Every request of the turn extended the episode's previous request on that engine."""
     latency_s: float = 0.0
     finish_reason: str = "length"
     matched: int | str | None = None

@@ -1,0 +1,218 @@
+"""The episode scheduler: plan a run, drive episodes under bounded concurrency, log, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from collab import __version__
+from collab.data import load_pool, load_problems
+from collab.data.pools import Pool
+from collab.engines import Engine, build_engine
+from collab.episode import Episode, EpisodeFailed
+from collab.events import Event, RunEnd, RunStart
+from collab.judge.answers import AnswerChecker
+from collab.plan import EpisodeSpec, episode_digest, plan
+from collab.scenario import Loaded, load
+from collab.scenario.loader import load_source
+from collab.scenario.schema import Scenario
+from collab.store import SCENARIO, SUMMARY, RunStore
+from collab.summary import summarize
+
+Observer = Callable[[Event], None]
+
+
+@dataclass
+class RunOptions:
+    """How to run a scenario; everything that changes what episodes are goes through ``overrides``."""
+
+    overrides: list[str] = field(default_factory=list)
+    out: Path = Path("runs")
+    limit: int | None = None
+    samples: int | None = None
+    concurrency: int | None = None
+    model: str | None = None
+    dry_run: bool = False
+    resume: Path | None = None
+    retry_failed: bool = False
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
+    """``--limit``, ``--samples``, ``--model`` and ``--dry-run`` as ``--set`` overrides."""
+    extra: list[str] = []
+    if options.limit is not None:
+        extra.append(f"dataset.limit={options.limit}")
+    if options.samples is not None:
+        extra.append(f"samples={options.samples}")
+    engines = (load_source(path).data or {}).get("engines") or {}
+    for name, config in engines.items():
+        if options.dry_run:
+            extra.append(f"engines.{name}={{kind: scripted}}")
+        elif options.model and isinstance(config, dict) and config.get("kind") == "local":
+            extra.append(f"engines.{name}.model={json.dumps(options.model)}")
+    return list(options.overrides) + extra
+
+
+def build_engines(loaded: Loaded) -> tuple[list[dict[str, Engine]], dict[str, Engine]]:
+    """One engine per distinct configuration; per sweep point, the engines by name."""
+    built: dict[str, Engine] = {}
+    per_point: list[dict[str, Engine]] = []
+    for point in loaded.points:
+        engines: dict[str, Engine] = {}
+        for name, config in point.scenario.engines.items():
+            key = f"{name}:{config.model_dump_json()}"
+            if key not in built:
+                built[key] = build_engine(name, config)
+            engines[name] = built[key]
+        per_point.append(engines)
+    return per_point, built
+
+
+def load_pools(scenario: Scenario, base: Path) -> dict[str, Pool]:
+    return {
+        name: load_pool(name, [_resolve(base, f) for f in config.files], config.agent)
+        for name, config in scenario.pools.items()
+    }
+
+
+def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for agent in scenario.agents.values():
+        if agent.inject is not None and agent.inject.file is not None:
+            files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
+    return files
+
+
+def _resolve(base: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+class Runner:
+    """Runs the episodes of one scenario into one run folder."""
+
+    def __init__(self, loaded: Loaded, store: RunStore, base: Path, options: RunOptions,
+                 observers: list[Observer] | None = None) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.base = base
+        self.options = options
+        self.observers = observers or []
+        self.scenario = loaded.scenario
+        self.concurrency = options.concurrency or self.scenario.concurrency
+
+    def emit(self, event: Event) -> None:
+        self.store.emit(event)
+        for observer in self.observers:
+            observer(event)
+
+    async def run(self, specs: list[EpisodeSpec], resumed: bool) -> dict[str, Any]:
+        per_point, engines = build_engines(self.loaded)
+        pools = load_pools(self.scenario, self.base)
+        files = read_inject_files(self.scenario, self.base)
+        point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
+        status = "interrupted"
+        self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
+                           digest=episode_digest(self.loaded), episodes=len(specs), resumed=resumed))
+        try:
+            described = await asyncio.gather(*(engine.open() for engine in engines.values()))
+            manifest = self.store.read_json("manifest.json") or {}
+            manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
+            self.store.write_json("manifest.json", manifest)
+            settings = self.scenario.judge
+            async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
+                gate = asyncio.Semaphore(self.concurrency)
+
+                async def guarded(spec: EpisodeSpec) -> None:
+                    try:
+                        episode = Episode(spec, per_point[point_index[id(spec.point)]], pools, files, self.emit)
+                        await self._episode(episode, checker)
+                    finally:
+                        gate.release()
+
+                async with asyncio.TaskGroup() as group:
+                    for spec in specs:
+                        await gate.acquire()
+                        group.create_task(guarded(spec))
+            status = "ok"
+        finally:
+            self.emit(RunEnd(run_id=self.store.path.name, status=status))
+            await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)
+            summary = summarize(self.store.episodes())
+            self.store.write_json(SUMMARY, summary)
+            self.store.close()
+        return summary
+
+    async def _episode(self, episode: Episode, checker: AnswerChecker) -> None:
+        started = time.perf_counter()
+        self.emit(episode.start_event())
+        try:
+            reason = await episode.run()
+        except EpisodeFailed as error:
+            self.emit(episode.end_event("failed", "error", started, error=str(error)))
+            return
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # a bug must not take the other episodes down with it
+            self.emit(episode.end_event("failed", "error", started, error=f"{type(error).__name__}: {error}"))
+            return
+        end = episode.end_event("ok", reason, started)
+        writer = episode._last_writer
+        thinking = True
+        if writer is not None:
+            engine_name = episode.scenario.agents[writer].engine or ""
+            thinking = episode.engines[engine_name].tokenizer.think_open is not None
+        grade = await checker.check(episode.trace.text, episode.spec.problem.answer, thinking=thinking)
+        end.answer, end.correct = grade.answer, grade.correct
+        end.judge_reason = grade.reason if grade.status != "ok" else None
+        self.emit(end)
+
+
+@dataclass
+class RunResult:
+    path: Path
+    summary: dict[str, Any]
+
+
+def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
+    """The loaded scenario (with overrides) and the folder its relative paths start from."""
+    if options.resume is not None:
+        manifest = json.loads((options.resume / "manifest.json").read_text(encoding="utf-8"))
+        return load(options.resume / SCENARIO), Path(manifest["base_dir"])
+    return load(path, shortcut_overrides(path, options)), path.resolve().parent
+
+
+async def simulate(path: Path | None, options: RunOptions, observers: list[Observer] | None = None) -> RunResult:
+    """Run (or resume) a scenario; returns the run folder and its summary."""
+    if options.resume is not None:
+        loaded, base = prepare(options.resume, options)
+        store = RunStore(options.resume)
+        keep = set(store.finished(include_failed=not options.retry_failed))
+        store.compact(keep)
+    else:
+        assert path is not None
+        loaded, base = prepare(path, options)
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        store = RunStore.create(options.out, loaded.scenario.name, run_id)
+        store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
+        store.write_json("manifest.json", {
+            "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
+            "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        })
+        keep = set()
+    problems = load_problems(loaded.scenario.dataset, base)
+    specs = [s for s in plan(loaded, problems) if s.id not in keep]
+    runner = Runner(loaded, store, base, options, observers)
+    summary = await runner.run(specs, resumed=options.resume is not None)
+    return RunResult(store.path, summary)
