@@ -27,19 +27,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
             loaded = load(path, args.set)
         except ScenarioError as error:
             for problem in error.problems:
-                errors.print(str(problem), markup=False, highlight=False)
+                print(problem, file=sys.stderr)
             status = USAGE_ERROR
             continue
         points = len(loaded.points)
         console.print(f"{path}: ok ({len(loaded.scenario.agents)} agents, {points} sweep point{'s' * (points != 1)})",
-                      markup=False, highlight=False)
+                      markup=False, highlight=False, soft_wrap=True)
     return status
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from collab.scenario.topology import draw
 
-    console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False)
+    console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -48,7 +48,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
     written = write_template(args.template, Path(args.path))
     for path in written:
-        console.print(f"wrote {path}", markup=False, highlight=False)
+        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -77,7 +77,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
         f"{'-' if accuracy is None else f'{accuracy:.1%}'}", markup=False, highlight=False,
     )
-    console.print(f"run: {result.path}", markup=False, highlight=False)
+    console.print(f"run: {result.path}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except ScenarioError as error:
         for problem in error.problems:
-            errors.print(str(problem), markup=False, highlight=False)
+            print(problem, file=sys.stderr)
         return USAGE_ERROR
     except (DataError, StoreError, FileExistsError) as error:
-        errors.print(f"error: {error}", markup=False, highlight=False)
+        print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
 
 

@@ -69,8 +69,9 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Loaded:
             point = validate(data, source)
         except ScenarioError as error:
             detail = "; ".join(f"{p.field}: {p.message}" for p in error.problems)
-            raise ScenarioError([source.problem(("sweep", key), f"value {value!r} gives an invalid scenario: {detail}")
-                                 for key, value in values.items()][:1]) from None
+            bad = [source.problem(("sweep", k, scenario.sweep[k].index(v)), f"value {v!r} gives an invalid scenario: {detail}")
+                   for k, v in values.items()]
+            raise ScenarioError(bad[-1:]) from None
         problems = check(point, source)
         if problems:
             raise ScenarioError(problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from collab.judge.settings import JudgeSettings
 
@@ -223,12 +223,7 @@ def parse_edge(value: Any) -> Any:
 class GraphConfig(Strict):
     start: str
     turns: dict[str, TurnConfig]
-    edges: list[EdgeConfig] = []
-
-    @field_validator("edges", mode="before")
-    @classmethod
-    def _edges(cls, value: Any) -> Any:
-        return [parse_edge(v) for v in value] if isinstance(value, list) else value
+    edges: list[Annotated[EdgeConfig, BeforeValidator(parse_edge)]] = []
 
     @field_validator("turns", mode="before")
     @classmethod

@@ -77,10 +77,10 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
         for cycle in nx.simple_cycles(graph):
             pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
             if not any(graph.edges[a, b]["repeat"] for a, b in pairs):
-                first = graph.edges[pairs[0]]["index"]
+                closing = max(graph.edges[pair]["index"] for pair in pairs)
                 loop = " -> ".join(cycle + cycle[:1])
                 problems.append(source.problem(
-                    ("graph", "edges", first),
+                    ("graph", "edges", closing),
                     f"the cycle {loop} has no bound; give one of its edges `repeat: N` "
                     "or set limits.max_turns / limits.max_tokens",
                 ))

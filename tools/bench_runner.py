@@ -1,0 +1,124 @@
+"""Orchestration throughput: a relay scenario on an engine that only sleeps.
+
+Prints achieved concurrency ÷ configured limit (target ≥ 0.9), per-turn orchestration overhead
+(process CPU time per turn; the engine sleeps, so this is all collab), events written per second,
+and peak memory per 1,000 in-flight episodes.
+
+    python tools/bench_runner.py --episodes 5000 --concurrency 1000 --latency 0.05 --jitter 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import collab.runner
+from collab.engines.base import Completion, GenerateRequest
+from collab.engines.tokenizers import ByteTokenizer
+from collab.runner import RunOptions, simulate
+
+SCENARIO = """\
+name: bench
+samples: {samples}
+concurrency: {concurrency}
+dataset: {{file: {data}}}
+engines: {{e: {{kind: scripted}}}}
+agents: {{a: {{engine: e}}, b: {{engine: e}}, c: {{engine: e}}}}
+graph:
+  start: a
+  turns: {{a: {{until: {{tokens: 32}}}}, b: {{until: {{tokens: 32}}}}, c: {{until: {{tokens: 32}}}}}}
+  edges: [a->b, b->c, c->a]
+limits: {{max_turns: {turns}}}
+"""
+
+
+class SleepEngine:
+    """Sleeps for a random latency and returns a fixed sentence; counts requests in flight."""
+
+    def __init__(self, name: str, latency: float, jitter: float, seed: int = 0) -> None:
+        self.name = name
+        self.tokenizer = ByteTokenizer()
+        self.latency, self.jitter = latency, jitter
+        self.rng = random.Random(seed)
+        self.in_flight = 0
+        self.area = 0.0  # integral of in-flight requests over time
+        self._last = time.perf_counter()
+        self.first: float | None = None
+        self.sentence = self.tokenizer.encode("We add the terms and check them once more, carefully now. ")
+
+    def _tick(self, delta: int) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.area += self.in_flight * (now - self._last)
+        self._last = now
+        self.in_flight += delta
+
+    async def open(self) -> dict[str, Any]:
+        return {"kind": "sleep"}
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        self._tick(+1)
+        try:
+            await asyncio.sleep(self.latency * (1 + self.jitter * (2 * self.rng.random() - 1)))
+        finally:
+            self._tick(-1)
+        ids = (self.sentence * (1 + request.max_new_tokens // len(self.sentence)))[: request.max_new_tokens]
+        return Completion(self.tokenizer.decode(ids), ids, "length", prompt_tokens=len(request.input_ids))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--latency", type=float, default=0.05, help="mean seconds per request")
+    parser.add_argument("--jitter", type=float, default=0.5, help="uniform ± share of the latency")
+    args = parser.parse_args()
+
+    engines: list[SleepEngine] = []
+
+    def build(name: str, config: Any) -> SleepEngine:
+        engines.append(SleepEngine(name, args.latency, args.jitter))
+        return engines[-1]
+
+    collab.runner.build_engine = build
+    samples = 10
+    problems = max(1, args.episodes // samples)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with open(root / "problems.jsonl", "w") as handle:
+            for i in range(problems):
+                handle.write(f'{{"id": "p{i}", "problem": "What is {i} + {i}?", "answer": "{2 * i}"}}\n')
+        (root / "bench.yaml").write_text(SCENARIO.format(
+            samples=samples, concurrency=args.concurrency, data=root / "problems.jsonl", turns=args.turns))
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu_before = time.process_time()
+        wall_before = time.perf_counter()
+        result = asyncio.run(simulate(root / "bench.yaml", RunOptions(out=root / "runs", argv=[])))
+        wall = time.perf_counter() - wall_before
+        cpu = time.process_time() - cpu_before
+        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        events = sum(1 for _ in open(result.path / "events.jsonl", "rb"))
+    engine = engines[0]
+    span = engine._last - (engine.first or engine._last)
+    achieved = engine.area / span if span else 0.0
+    turns = sum(r["spans"] for r in result.summary["per_agent"].values())
+    episodes = result.summary["episodes"]
+    print(f"episodes {episodes}, turns {turns}, requests {result.summary['tokens']['requests']}, wall {wall:.1f} s")
+    print(f"achieved concurrency / limit: {achieved:.1f} / {args.concurrency} = {achieved / args.concurrency:.3f}")
+    print(f"orchestration CPU per turn: {cpu / turns * 1e3:.3f} ms")
+    print(f"events written per second: {events / wall:,.0f}")
+    print(f"peak RSS growth per 1,000 in-flight episodes: {(rss_peak - rss_before) / 1024 / args.concurrency * 1000:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
