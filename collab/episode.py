@@ -312,6 +312,14 @@ class Episode:
 
     # ------------------------------------------------------------------ the end
 
+    @property
+    def thinking(self) -> bool:
+        """Whether the final answer follows ``</think>`` (the last writer's model thinks)."""
+        if self._last_writer is None:
+            return True
+        engine = self.scenario.agents[self._last_writer].engine or ""
+        return self.engines[engine].tokenizer.think_open is not None
+
     def end_event(self, status: str, reason: str, started: float, error: str | None = None) -> EpisodeEnd:
         return EpisodeEnd(
             episode_id=self.spec.id, status=status, error=error, turns=len(self.trace.spans), tokens=self.tokens,
@@ -322,6 +330,8 @@ class Episode:
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
+    if len(a) <= len(b) and b[: len(a)] == a:
+        return len(a)
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:

@@ -25,7 +25,7 @@ from collab.plan import EpisodeSpec, episode_digest, plan
 from collab.scenario import Loaded, load
 from collab.scenario.loader import load_source
 from collab.scenario.schema import Scenario
-from collab.store import SCENARIO, SUMMARY, RunStore
+from collab.store import SCENARIO, SUMMARY, RunStore, StoreError
 from collab.summary import summarize
 
 Observer = Callable[[Event], None]
@@ -134,11 +134,8 @@ class Runner:
                 gate = asyncio.Semaphore(self.concurrency)
 
                 async def guarded(spec: EpisodeSpec) -> None:
-                    try:
-                        episode = Episode(spec, per_point[point_index[id(spec.point)]], pools, files, self.emit)
-                        await self._episode(episode, checker)
-                    finally:
-                        gate.release()
+                    episode = Episode(spec, per_point[point_index[id(spec.point)]], pools, files, self.emit)
+                    await self._episode(episode, checker, gate)
 
                 async with asyncio.TaskGroup() as group:
                     for spec in specs:
@@ -153,26 +150,24 @@ class Runner:
             self.store.close()
         return summary
 
-    async def _episode(self, episode: Episode, checker: AnswerChecker) -> None:
+    async def _episode(self, episode: Episode, checker: AnswerChecker, gate: asyncio.Semaphore) -> None:
+        """Generate under the concurrency gate, then grade outside it (grading is not engine load)."""
         started = time.perf_counter()
-        self.emit(episode.start_event())
         try:
+            self.emit(episode.start_event())
             reason = await episode.run()
         except EpisodeFailed as error:
             self.emit(episode.end_event("failed", "error", started, error=str(error)))
             return
-        except (asyncio.CancelledError, KeyboardInterrupt):
+        except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
             raise
         except Exception as error:  # a bug must not take the other episodes down with it
             self.emit(episode.end_event("failed", "error", started, error=f"{type(error).__name__}: {error}"))
             return
+        finally:
+            gate.release()
         end = episode.end_event("ok", reason, started)
-        writer = episode._last_writer
-        thinking = True
-        if writer is not None:
-            engine_name = episode.scenario.agents[writer].engine or ""
-            thinking = episode.engines[engine_name].tokenizer.think_open is not None
-        grade = await checker.check(episode.trace.text, episode.spec.problem.answer, thinking=thinking)
+        grade = await checker.check(episode.trace.text, episode.spec.problem.answer, thinking=episode.thinking)
         end.answer, end.correct = grade.answer, grade.correct
         end.judge_reason = grade.reason if grade.status != "ok" else None
         self.emit(end)

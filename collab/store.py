@@ -24,6 +24,7 @@ EVENTS = "events.jsonl"
 MANIFEST = "manifest.json"
 SCENARIO = "scenario.yaml"
 SUMMARY = "summary.json"
+FLUSH_ON = frozenset({"episode.end", "run.start", "run.end", "judge.verdict"})
 
 
 class StoreError(Exception):
@@ -128,16 +129,22 @@ class RunStore:
 
     def open_log(self) -> None:
         try:
-            self._handle = open(self.events_path, "ab", buffering=0)
+            self._handle = open(self.events_path, "ab")
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
     def emit(self, event: Event) -> None:
-        """Append one event as one line (a single write, so a kill tears at most this line)."""
+        """Append one event as one line; the log is flushed at every episode and run boundary.
+
+        A kill therefore loses at most the events of episodes still in flight, and tears at most
+        the last line.
+        """
         if self._handle is None:
             self.open_log()
         try:
-            self._handle.write(event.model_dump_json(exclude_none=False).encode() + b"\n")
+            self._handle.write(event.model_dump_json().encode() + b"\n")
+            if event.type in FLUSH_ON:
+                self._handle.flush()
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 

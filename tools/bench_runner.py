@@ -32,10 +32,16 @@ engines: {{e: {{kind: scripted}}}}
 agents: {{a: {{engine: e}}, b: {{engine: e}}, c: {{engine: e}}}}
 graph:
   start: a
-  turns: {{a: {{until: {{tokens: 32}}}}, b: {{until: {{tokens: 32}}}}, c: {{until: {{tokens: 32}}}}}}
+  turns: {{a: {{until: {{tokens: 32, align: token}}}}, b: {{until: {{tokens: 32, align: token}}}}, c: {{until: {{tokens: 32, align: token}}}}}}
   edges: [a->b, b->c, c->a]
 limits: {{max_turns: {turns}}}
 """
+
+
+def current_rss() -> int:
+    """Resident memory of this process now, in bytes."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
 
 
 class SleepEngine:
@@ -50,6 +56,11 @@ class SleepEngine:
         self.area = 0.0  # integral of in-flight requests over time
         self._last = time.perf_counter()
         self.first: float | None = None
+        self.episodes: set[str] = set()
+        self.all_started: tuple[float, float] | None = None
+        """(time, area) when the last episode sent its first request: the end of the steady state."""
+        self.expected = 0
+        self.rss_steady = 0
         self.sentence = self.tokenizer.encode("We add the terms and check them once more, carefully now. ")
 
     def _tick(self, delta: int) -> None:
@@ -64,6 +75,10 @@ class SleepEngine:
 
     async def generate(self, request: GenerateRequest) -> Completion:
         self._tick(+1)
+        self.episodes.add(request.context.episode_id)
+        if self.all_started is None and len(self.episodes) == self.expected:
+            self.all_started = (self._last, self.area)
+            self.rss_steady = current_rss()
         try:
             await asyncio.sleep(self.latency * (1 + self.jitter * (2 * self.rng.random() - 1)))
         finally:
@@ -86,13 +101,15 @@ def main() -> None:
 
     engines: list[SleepEngine] = []
 
+    samples = 10
+    problems = max(1, args.episodes // samples)
+
     def build(name: str, config: Any) -> SleepEngine:
         engines.append(SleepEngine(name, args.latency, args.jitter))
+        engines[-1].expected = problems * samples
         return engines[-1]
 
     collab.runner.build_engine = build
-    samples = 10
-    problems = max(1, args.episodes // samples)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with open(root / "problems.jsonl", "w") as handle:
@@ -100,24 +117,30 @@ def main() -> None:
                 handle.write(f'{{"id": "p{i}", "problem": "What is {i} + {i}?", "answer": "{2 * i}"}}\n')
         (root / "bench.yaml").write_text(SCENARIO.format(
             samples=samples, concurrency=args.concurrency, data=root / "problems.jsonl", turns=args.turns))
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = current_rss()
         cpu_before = time.process_time()
         wall_before = time.perf_counter()
         result = asyncio.run(simulate(root / "bench.yaml", RunOptions(out=root / "runs", argv=[])))
         wall = time.perf_counter() - wall_before
         cpu = time.process_time() - cpu_before
-        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         events = sum(1 for _ in open(result.path / "events.jsonl", "rb"))
     engine = engines[0]
-    span = engine._last - (engine.first or engine._last)
+    first = engine.first or engine._last
+    span = engine._last - first
     achieved = engine.area / span if span else 0.0
+    steady_end, steady_area = engine.all_started or (engine._last, engine.area)
+    steady = steady_area / (steady_end - first) if steady_end > first else 0.0
     turns = sum(r["spans"] for r in result.summary["per_agent"].values())
     episodes = result.summary["episodes"]
     print(f"episodes {episodes}, turns {turns}, requests {result.summary['tokens']['requests']}, wall {wall:.1f} s")
-    print(f"achieved concurrency / limit: {achieved:.1f} / {args.concurrency} = {achieved / args.concurrency:.3f}")
+    print(f"achieved concurrency / limit, while episodes wait to start: {steady:.1f} / {args.concurrency} "
+          f"= {steady / args.concurrency:.3f}")
+    print(f"achieved concurrency / limit, whole run incl. the tail: {achieved / args.concurrency:.3f}")
     print(f"orchestration CPU per turn: {cpu / turns * 1e3:.3f} ms")
     print(f"events written per second: {events / wall:,.0f}")
-    print(f"peak RSS growth per 1,000 in-flight episodes: {(rss_peak - rss_before) / 1024 / args.concurrency * 1000:.1f} MiB")
+    growth = (engine.rss_steady - rss_before) / 2**20
+    print(f"memory with {args.concurrency} episodes in flight: +{growth:.1f} MiB "
+          f"= {growth / args.concurrency * 1000:.1f} MiB per 1,000 in-flight episodes")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ class ByteTokenizer:
         return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
+        if all(i < 256 for i in ids):
+            return bytes(ids).decode("utf-8", errors="replace")
         specials = {self.EOS: "", self.THINK_OPEN_ID: "<think>", self.THINK_CLOSE_ID: THINK_CLOSE}
         out = bytearray()
         for i in ids:
