@@ -44,6 +44,8 @@ class RunOptions:
     dry_run: bool = False
     resume: Path | None = None
     retry_failed: bool = False
+    shard: tuple[int, int] | None = None
+    """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -91,6 +93,18 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
         if agent.inject is not None and agent.inject.file is not None:
             files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
     return files
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` with 0 <= i < n."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise ValueError(f"--shard takes i/n with 0 <= i < n, got {text!r}")
+    return int(index), int(count)
+
+
+def in_shard(episode_id: str, shard: tuple[int, int] | None) -> bool:
+    return shard is None or int(episode_id, 16) % shard[1] == shard[0]
 
 
 def _resolve(base: Path, name: str) -> Path:
@@ -143,11 +157,22 @@ class Runner:
                         group.create_task(guarded(spec))
             status = "ok"
         finally:
-            self.emit(RunEnd(run_id=self.store.path.name, status=status))
             await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)
-            summary = summarize(self.store.episodes())
+            summary = self._finish(status)
+        return summary
+
+    def _finish(self, status: str) -> dict[str, Any]:
+        """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
+        try:
+            self.emit(RunEnd(run_id=self.store.path.name, status=status))
+        except StoreError:
+            pass
+        self.store.close()
+        summary = summarize(self.store.episodes())
+        try:
             self.store.write_json(SUMMARY, summary)
-            self.store.close()
+        except StoreError:
+            pass
         return summary
 
     async def _episode(self, episode: Episode, checker: AnswerChecker, gate: asyncio.Semaphore) -> None:
@@ -192,22 +217,26 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
     if options.resume is not None:
         loaded, base = prepare(options.resume, options)
         store = RunStore(options.resume)
+        shard = (store.read_json("manifest.json") or {}).get("shard")
+        options.shard = tuple(shard) if shard else None
         keep = set(store.finished(include_failed=not options.retry_failed))
         store.compact(keep)
     else:
         assert path is not None
         loaded, base = prepare(path, options)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        store = RunStore.create(options.out, loaded.scenario.name, run_id)
+        name = loaded.scenario.name + (f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else "")
+        store = RunStore.create(options.out, name, run_id)
         store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
         store.write_json("manifest.json", {
             "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
             "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
             "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "shard": list(options.shard) if options.shard else None,
         })
         keep = set()
     problems = load_problems(loaded.scenario.dataset, base)
-    specs = [s for s in plan(loaded, problems) if s.id not in keep]
+    specs = [s for s in plan(loaded, problems) if s.id not in keep and in_shard(s.id, options.shard)]
     runner = Runner(loaded, store, base, options, observers)
     summary = await runner.run(specs, resumed=options.resume is not None)
     return RunResult(store.path, summary)
