@@ -53,23 +53,37 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from collab.events import Event, RunStart
     from collab.progress import ProgressDisplay
-    from collab.runner import RunOptions, simulate
+    from collab.runner import RunOptions, parse_shard, simulate
 
     if args.path is None and args.resume is None:
-        errors.print("simulate needs a scenario file or --resume RUN")
+        print("simulate needs a scenario file or --resume RUN", file=sys.stderr)
+        return USAGE_ERROR
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as error:
+        print(error, file=sys.stderr)
         return USAGE_ERROR
     options = RunOptions(
         overrides=args.set, out=Path(args.out), limit=args.limit, samples=args.samples,
         concurrency=args.concurrency, model=args.model, dry_run=args.dry_run,
-        resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed,
+        resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
     )
     display = ProgressDisplay(errors, quiet=args.quiet)
+    folder: list[Path] = [options.resume] if options.resume else []
+
+    def remember(event: Event) -> None:
+        if isinstance(event, RunStart) and not folder:
+            folder.append(options.out / event.run_id)
+
     try:
         with display:
-            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
+            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [remember, display]))
     except KeyboardInterrupt:
-        errors.print("interrupted; finished episodes are saved. Resume with: collab simulate --resume RUN_FOLDER")
+        where = folder[0] if folder else "RUN_FOLDER"
+        print(f"interrupted: finished episodes are saved. Resume with: collab simulate --resume {where}",
+              file=sys.stderr)
         return 130
     summary = result.summary
     accuracy = summary["accuracy"]
@@ -79,6 +93,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     console.print(f"run: {result.path}", markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from collab.merge import merge
+
+    path = merge([Path(run) for run in args.runs], Path(args.out))
+    console.print(f"run: {path}", markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from collab.replay import ReplayOptions, replay
+    from collab.select import SelectError
+
+    options = ReplayOptions(episode=args.episode, speed=args.speed, follow=args.follow, static=args.static,
+                            where=args.where)
+    try:
+        return replay(Path(args.run), options, console)
+    except SelectError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return USAGE_ERROR
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from collab.report import report
+
+    return report([Path(args.run), *map(Path, args.compare)], Path(args.out) if args.out else None, console)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from collab.select import SelectError
+    from collab.show import show
+
+    try:
+        return show(Path(args.run), args.episode, Path(args.html) if args.html else None, console)
+    except SelectError as error:
+        errors.print(f"error: {error}", markup=False, highlight=False)
+        return USAGE_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--resume", metavar="RUN", help="finish an interrupted run folder")
     simulate.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
     simulate.add_argument("--quiet", action="store_true", help="log lines instead of a live display")
+    simulate.add_argument("--shard", metavar="I/N", help="run only slice I of N (0 <= I < N) of the episodes")
+
+    merge = add("merge", cmd_merge, "combine shard runs into one run")
+    merge.add_argument("runs", nargs="+")
+    merge.add_argument("--out", default="runs", help="folder for the merged run (default: runs)")
+
+    replay = add("replay", cmd_replay, "watch a run's episodes grow span by span (keys: n p space s q)")
+    replay.add_argument("run", help="run folder")
+    replay.add_argument("--episode", metavar="ID", help="episode id (or prefix) to show or start from")
+    replay.add_argument("--speed", type=float, default=150.0, metavar="TOK_S",
+                        help="tokens per second (default 150; 0 shows each episode whole)")
+    replay.add_argument("--follow", action="store_true", help="attach to a run being written; show episodes as they end")
+    replay.add_argument("--static", action="store_true", help="print the episodes once, without animation")
+    replay.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                        help="filter, e.g. correct=false, verdict=derailed, agent=b, tokens=32 (repeat to AND)")
+
+    report = add("report", cmd_report, "tables, report.md and plots for one run or runs side by side")
+    report.add_argument("run", help="run folder")
+    report.add_argument("--compare", nargs="+", default=[], metavar="RUN", help="more run folders to set beside it")
+    report.add_argument("--out", metavar="DIR", help="folder for report.md and plots/ (default: the run folder)")
+
+    show = add("show", cmd_show, "print one episode, or export it as a self-contained HTML page")
+    show.add_argument("run", help="run folder")
+    show.add_argument("--episode", required=True, metavar="ID", help="episode id (or prefix)")
+    show.add_argument("--html", metavar="FILE", help="write the episode as HTML here instead of printing it")
     return parser
 
 
