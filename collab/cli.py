@@ -70,7 +70,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, model=args.model, dry_run=args.dry_run,
         resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
     )
-    display = ProgressDisplay(errors, quiet=args.quiet)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=options.in_flight)
     folder: list[Path] = [options.resume] if options.resume else []
 
     def remember(event: Event) -> None:
@@ -93,6 +93,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     console.print(f"run: {result.path}", markup=False, highlight=False, soft_wrap=True)
     return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from collab.rejudging import rejudge
+
+    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
+    console.print_json(data=summary)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from collab.serve import main as serve
+
+    return serve(load(args.path, args.set).scenario.engines)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -168,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
     simulate.add_argument("--quiet", action="store_true", help="log lines instead of a live display")
     simulate.add_argument("--shard", metavar="I/N", help="run only slice I of N (0 <= I < N) of the episodes")
+
+    judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
+    judge.add_argument("run")
+    judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
+    judge.add_argument("--samples", type=int, help="rollouts per span boundary")
+
+    serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
+    serve.add_argument("path")
+    serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
     merge = add("merge", cmd_merge, "combine shard runs into one run")
     merge.add_argument("runs", nargs="+")

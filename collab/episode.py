@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import random
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
 from collab.data.pools import Pool
 from collab.engines.base import Completion, Engine, EngineError, GenerateRequest, RequestContext, Tokenizer
-from collab.events import EpisodeEnd, EpisodeStart, Event, InjectEvent, TurnEvent
+from collab.events import EpisodeEnd, EpisodeStart, Event, InjectEvent, SeedEvent, TurnEvent
 from collab.plan import EpisodeSpec, stable_int
-from collab.scenario.schema import AgentConfig, EdgeConfig, InjectConfig, Scenario, TextCondition, Trigger
+from collab.scenario.schema import (
+    AgentConfig,
+    EdgeConfig,
+    InjectConfig,
+    Scenario,
+    SeedConfig,
+    TextCondition,
+    Trigger,
+)
+from collab.scenario.topology import next_writer
+from collab.seeding import seed_prefix, states_answer
 from collab.trace import Span, Trace, cut, ends_sentence
 
 DEFAULT_MAX_TOKENS = 32768
@@ -45,6 +55,8 @@ class Episode:
     files: dict[str, str]
     """Texts of ``inject: {file: ...}`` sources, read once per run."""
     emit: Callable[[Event], None]
+    in_flight: Counter[str] = field(default_factory=Counter)
+    """Requests in flight per engine name, shared by every episode of a run (for displays)."""
     trace: Trace = field(init=False)
     tokens: int = 0
     prompt_tokens: int = 0
@@ -61,7 +73,7 @@ class Episode:
 
     @property
     def scenario(self) -> Scenario:
-        return self.spec.point.scenario
+        return self.spec.scenario
 
     @property
     def max_tokens(self) -> int:
@@ -70,8 +82,10 @@ class Episode:
     def start_event(self) -> EpisodeStart:
         spec = self.spec
         return EpisodeStart(
-            episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample, point=spec.point.values,
-            seed=spec.seed, gold=spec.problem.answer, problem=spec.problem.problem, prompt=self.trace.user_prompt,
+            episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample,
+            point=spec.point.values if spec.stage is None else {}, seed=spec.seed, gold=spec.problem.answer,
+            problem=spec.problem.problem, prompt=self.trace.user_prompt, stage=spec.stage,
+            subsets=list(spec.subsets),
         )
 
     # ------------------------------------------------------------------ the walk
@@ -82,12 +96,14 @@ class Episode:
         node, turns = scenario.graph.start, 0
         taken: dict[int, int] = {}
         while True:
+            seed = scenario.graph.turns[node].seed
             agent_name = scenario.graph.turns[node].agent or node
-            agent = scenario.agents[agent_name]
-            if agent.role == "injector":
-                outcome = await self._inject(node, agent_name, agent)
+            if seed is not None:
+                outcome = self._seed(node, seed)
+            elif scenario.agents[agent_name].role == "injector":
+                outcome = await self._inject(node, agent_name, scenario.agents[agent_name])
             else:
-                outcome = await self._write(node, agent_name, agent)
+                outcome = await self._write(node, agent_name, scenario.agents[agent_name])
             turns += 1
             if outcome.eos:
                 return "answer"
@@ -128,7 +144,7 @@ class Episode:
 
     # ------------------------------------------------------------------ writers
 
-    def _seed(self, agent: AgentConfig, *parts: object) -> int:
+    def _sampling_seed(self, agent: AgentConfig, *parts: object) -> int:
         return stable_int(agent.seed if agent.seed is not None else self.spec.seed, self.spec.id, *parts)
 
     async def _request(self, engine_name: str, request: GenerateRequest) -> tuple[Completion, int, bool]:
@@ -141,10 +157,13 @@ class Episode:
         seen = self._seen.get(engine_name, [])
         ideal = _common_prefix(seen, request.input_ids)
         extends = ideal == len(seen)
+        self.in_flight[engine_name] += 1
         try:
             completion = await engine.generate(request)
         except EngineError as error:
             raise EpisodeFailed(f"engine {engine_name}: {error}") from error
+        finally:
+            self.in_flight[engine_name] -= 1
         self._seen[engine_name] = request.input_ids + completion.token_ids
         self.requests += 1
         self.prompt_tokens += completion.prompt_tokens or len(request.input_ids)
@@ -173,7 +192,7 @@ class Episode:
         found = pool.for_problem(self.spec.problem.id, agent) or pool.for_problem(self.spec.problem.id)
         if not found:
             raise EpisodeFailed(f"pool {ref.pool} has no trajectory of problem {self.spec.problem.id} for {agent}")
-        length = len(tokenizer.encode(found[0].text))
+        length = len(tokenizer.encode(found[0].thinking))
         wanted = round(until.fraction * length)
         return wanted if until.tokens is None else min(wanted, until.tokens)
 
@@ -194,7 +213,7 @@ class Episode:
         request = GenerateRequest(
             input_ids=list(self.trace.input_ids(tokenizer)), max_new_tokens=budget,
             temperature=agent.temperature, top_p=agent.top_p, top_k=agent.top_k,
-            seed=self._seed(agent, index, 0), stop=stops, stop_token_ids=list(tokenizer.eos_token_ids),
+            seed=self._sampling_seed(agent, index, 0), stop=stops, stop_token_ids=list(tokenizer.eos_token_ids),
             context=context,
         )
         first, ideal, extends = await self._request(agent.engine, request)
@@ -206,7 +225,7 @@ class Episode:
             if room > 0 and not (ends_sentence(text) if until.align == "sentence" else text.endswith("\n\n")):
                 follow = GenerateRequest(
                     input_ids=request.input_ids + ids, max_new_tokens=room, temperature=agent.temperature,
-                    top_p=agent.top_p, top_k=agent.top_k, seed=self._seed(agent, index, 1),
+                    top_p=agent.top_p, top_k=agent.top_k, seed=self._sampling_seed(agent, index, 1),
                     stop=stops + ALIGN_STOPS[until.align], stop_token_ids=request.stop_token_ids,
                     context=RequestContext(self.spec.id, agent_name, index, "align"),
                 )
@@ -230,28 +249,73 @@ class Episode:
         self.emit(TurnEvent(
             episode_id=self.spec.id, index=index, turn=node, agent=agent_name, kind="generated", text=span.text,
             ids=span.ids, tokens=len(ids), engine=agent.engine, server=last.server,
-            prompt_tokens=first.prompt_tokens, cached_tokens=sum(c.cached_tokens for c in completions),
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            cached_tokens=sum(c.cached_tokens for c in completions),
             ideal_cached_tokens=ideal, requests=len(completions),
             extends=extends, latency_s=time.perf_counter() - started, finish_reason=last.finish_reason,
             matched=last.matched, trigger=trigger,
         ))
         return TurnOutcome(span, trigger, eos)
 
+    # ------------------------------------------------------------------ seeds
+
+    def _owner_tokenizer(self, author: str, node: str) -> Tokenizer:
+        """Pool text counts in its author's tokens when the author writes here, else as injected text does."""
+        agents = self.scenario.agents
+        own = agents[author].engine if author in agents else None
+        if own in self.engines:
+            return self.engines[own].tokenizer
+        return self._reference_tokenizer(node)
+
+    def _seed(self, node: str, seed: SeedConfig) -> TurnOutcome:
+        """Place the start of a pool trajectory of this problem into the trace (a ``seeded`` span).
+
+        The trajectory is chosen by problem, turn and sample, not by sweep point, so every cut of a
+        sweep comes from the same trajectory. Seeded tokens are context, not generation: they do not
+        count against ``limits.max_tokens``.
+        """
+        problem = self.spec.problem
+        author = seed.agent or next_writer(self.scenario, node) or ""
+        found = self.pools[seed.pool].for_problem(problem.id, author, correct=seed.correct)
+        if not found:
+            raise EpisodeFailed(f"pool {seed.pool} has no {_kind(seed.correct)}trajectory of problem {problem.id} "
+                                f"by {author}")
+        chosen = found[(stable_int(self.scenario.seed, problem.id, node, author) + self.spec.sample) % len(found)]
+        tokenizer = self._owner_tokenizer(author, node)
+        text, ids = seed_prefix(chosen, seed, tokenizer)
+        if not text:
+            return TurnOutcome(None, "seed")
+        index = len(self.trace.spans)
+        meta = {
+            "source": "pool", "pool": seed.pool, "source_problem_id": chosen.problem_id, "source_agent": author,
+            "fraction": seed.fraction, "answer_in_prefix": states_answer(text, problem.answer),
+        }
+        span = self.trace.append(Span(author, "seeded", text, {tokenizer.key: ids}, meta))
+        self.emit(SeedEvent(
+            episode_id=self.spec.id, index=index, turn=node, agent=author, kind="seeded", text=text, ids=span.ids,
+            tokens=len(ids), meta=meta,
+        ))
+        return TurnOutcome(span, "seed")
+
     # ------------------------------------------------------------------ injectors
 
-    def _reference_tokenizer(self) -> Tokenizer:
-        """Tokens of injected text count in the last writer's vocabulary (else the first writer's)."""
+    def _reference_tokenizer(self, node: str) -> Tokenizer:
+        """Tokens of injected text count in the last writer's vocabulary (else the next writer's, else
+        the first running writer's)."""
         agents = self.scenario.agents
-        name = self._last_writer or next(n for n, a in agents.items() if a.role == "writer")
+        name = self._last_writer or next_writer(self.scenario, node) or next(
+            n for n, a in agents.items() if a.role == "writer" and a.engine in self.engines)
         return self.engines[agents[name].engine or ""].tokenizer
 
     async def _inject(self, node: str, agent_name: str, agent: AgentConfig) -> TurnOutcome:
         inject = agent.inject
         assert inject is not None
         index = len(self.trace.spans)
-        body, meta = await self._injection_text(inject, agent_name, agent, index)
+        body, meta = await self._injection_text(node, inject, agent_name, agent, index)
         text = inject.prefix + body + inject.suffix
-        tokenizer = self._reference_tokenizer()
+        if inject.new_line and self.trace.text and not self.trace.text.endswith("\n"):
+            text = "\n" + text
+        tokenizer = self._reference_tokenizer(node)
         span = Span(agent_name, "injected", text, meta=meta)
         tokens = len(span.ids_for(tokenizer))
         self.trace.append(span)
@@ -262,21 +326,21 @@ class Episode:
         ))
         return TurnOutcome(span, "inject")
 
-    async def _injection_text(self, inject: InjectConfig, agent_name: str, agent: AgentConfig,
+    async def _injection_text(self, node: str, inject: InjectConfig, agent_name: str, agent: AgentConfig,
                               index: int) -> tuple[str, dict]:
         if inject.text is not None:
             return inject.text, {"source": "text"}
         if inject.file is not None:
             return self.files[inject.file], {"source": "file", "file": inject.file}
         if inject.from_pool is not None:
-            return self._from_pool(inject)
+            return self._from_pool(node, inject)
         assert inject.model is not None
         model = inject.model
         engine = self.engines[model.engine]
         user = model.instruction.replace("{problem}", self.spec.problem.problem).replace("{trace}", self.trace.text)
         request = GenerateRequest(
             input_ids=engine.tokenizer.render_prompt(user), max_new_tokens=model.max_tokens,
-            temperature=model.temperature, top_p=model.top_p, seed=self._seed(agent, index, "inject"),
+            temperature=model.temperature, top_p=model.top_p, seed=self._sampling_seed(agent, index, "inject"),
             stop_token_ids=list(engine.tokenizer.eos_token_ids),
             context=RequestContext(f"{self.spec.id}/inject/{index}", agent_name, index, "inject"),
         )
@@ -292,19 +356,25 @@ class Episode:
             text = text.rpartition(engine.tokenizer.think_close)[2]
         return text.strip(), {"source": "model", "engine": model.engine}
 
-    def _from_pool(self, inject: InjectConfig) -> tuple[str, dict]:
+    def _from_pool(self, node: str, inject: InjectConfig) -> tuple[str, dict]:
+        """The first ``fraction`` of a pool trajectory's thinking, chosen by problem, turn and sample.
+
+        By ``pool_agent`` (default: the writer that reads it next), or with ``other_agent`` by anyone else.
+        """
         assert inject.from_pool is not None
         pool = self.pools[inject.from_pool]
         problem_id = self.spec.problem.id
+        agent = inject.pool_agent or next_writer(self.scenario, node)
+        key = stable_int(self.scenario.seed, problem_id, node, self.spec.sample)
         if inject.other_problem:
-            choices = pool.others(problem_id, inject.pool_agent)
+            chosen = pool.pick_other(problem_id, key, agent, other_agent=inject.other_agent)
         else:
-            choices = pool.for_problem(problem_id, inject.pool_agent)
-        if not choices:
+            choices = [t for t in pool.for_problem(problem_id)
+                       if agent is None or (t.agent == agent) != inject.other_agent]
+            chosen = choices[key % len(choices)] if choices else None
+        if chosen is None:
             raise EpisodeFailed(f"pool {inject.from_pool} has nothing to inject into problem {problem_id}")
-        rng = random.Random(stable_int(self.spec.seed, "pool", len(self.trace.spans)))
-        chosen = rng.choice(choices)
-        text, ids = cut(chosen.text, inject.fraction, self._reference_tokenizer(), inject.align)
+        text, _ = cut(chosen.thinking, inject.fraction, self._owner_tokenizer(chosen.agent, node), inject.align)
         return text, {
             "source": "pool", "pool": inject.from_pool, "source_problem_id": chosen.problem_id,
             "source_agent": chosen.agent, "source_answer": chosen.answer, "fraction": inject.fraction,
@@ -338,3 +408,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
         i += 1
     return i
 
+
+def _kind(correct: bool | None) -> str:
+    return {True: "correct ", False: "incorrect ", None: ""}[correct]

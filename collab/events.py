@@ -39,6 +39,8 @@ class EpisodeStart(Event):
     problem: str = ""
     prompt: str = ""
     stage: str | None = None
+    subsets: list[str] = []
+    """The problem subsets (scenario ``subsets:``) this episode counts in."""
 
 
 class SpanEvent(Event):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collab.data.problems import MathProblem
-from collab.scenario import Loaded, Point
+from collab.scenario import Loaded, Point, Scenario
 
 
 def stable_int(*parts: Any) -> int:
@@ -31,18 +31,36 @@ class EpisodeSpec:
     sample: int
     point: Point
     seed: int
+    stage: str | None = None
+    """The stage a solo episode belongs to (None: a main episode)."""
+    subsets: tuple[str, ...] = ()
+    """The subsets (``subsets:``) whose selection for this point holds the problem."""
+    solo: Scenario | None = None
+    """A stage episode's own scenario: the agent alone until its answer (engines are the point's)."""
+
+    @property
+    def scenario(self) -> Scenario:
+        return self.solo or self.point.scenario
 
 
-def plan(loaded: Loaded, problems: list[MathProblem], samples: int | None = None) -> list[EpisodeSpec]:
-    """Episodes grouped by problem, so the samples and sweep points of a problem share their prompt."""
+def plan(loaded: Loaded, problems: list[MathProblem], samples: int | None = None,
+         chosen: list[dict[str, tuple[str, ...]]] | None = None) -> list[EpisodeSpec]:
+    """Episodes grouped by problem, so the samples and sweep points of a problem share their prompt.
+
+    ``chosen[i]``, when given, maps the ids of the problems sweep point ``i`` runs on to the subsets
+    holding them (default: every problem, in no subset).
+    """
     digest = episode_digest(loaded)
     count = samples or loaded.scenario.samples
     specs: list[EpisodeSpec] = []
     for problem in problems:
-        for point in loaded.points:
+        for index, point in enumerate(loaded.points):
+            if chosen is not None and problem.id not in chosen[index]:
+                continue
+            subsets = chosen[index][problem.id] if chosen is not None else ()
             point_key = json.dumps(point.values, sort_keys=True, default=str)
             for sample in range(count):
                 ident = hashlib.sha256(f"{digest}/{problem.id}/{sample}/{point_key}".encode()).hexdigest()[:16]
                 seed = stable_int(loaded.scenario.seed, ident)
-                specs.append(EpisodeSpec(ident, problem, sample, point, seed))
+                specs.append(EpisodeSpec(ident, problem, sample, point, seed, subsets=subsets))
     return specs

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import platform
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -15,16 +17,16 @@ from typing import Any, Callable
 import yaml
 
 from collab import __version__
-from collab.data import load_pool, load_problems
-from collab.data.pools import Pool
 from collab.engines import Engine, build_engine
 from collab.episode import Episode, EpisodeFailed
 from collab.events import Event, RunEnd, RunStart
-from collab.judge.answers import AnswerChecker
-from collab.plan import EpisodeSpec, episode_digest, plan
+from collab.judge import AnswerChecker, Probe, judge_episode
+from collab.plan import EpisodeSpec, episode_digest
 from collab.scenario import Loaded, load
 from collab.scenario.loader import load_source
 from collab.scenario.schema import Scenario
+from collab.scenario.topology import engines_in_use
+from collab.stages import Schedule
 from collab.store import SCENARIO, SUMMARY, RunStore, StoreError
 from collab.summary import summarize
 
@@ -44,6 +46,8 @@ class RunOptions:
     dry_run: bool = False
     resume: Path | None = None
     retry_failed: bool = False
+    in_flight: Counter[str] = field(default_factory=Counter)
+    """Requests in flight per engine, kept current while the run goes (for progress displays)."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -71,7 +75,10 @@ def build_engines(loaded: Loaded) -> tuple[list[dict[str, Engine]], dict[str, En
     per_point: list[dict[str, Engine]] = []
     for point in loaded.points:
         engines: dict[str, Engine] = {}
+        used = engines_in_use(point.scenario)
         for name, config in point.scenario.engines.items():
+            if name not in used:
+                continue
             key = f"{name}:{config.model_dump_json()}"
             if key not in built:
                 built[key] = build_engine(name, config)
@@ -80,19 +87,29 @@ def build_engines(loaded: Loaded) -> tuple[list[dict[str, Engine]], dict[str, En
     return per_point, built
 
 
-def load_pools(scenario: Scenario, base: Path) -> dict[str, Pool]:
-    return {
-        name: load_pool(name, [_resolve(base, f) for f in config.files], config.agent)
-        for name, config in scenario.pools.items()
-    }
-
-
 def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     for agent in scenario.agents.values():
         if agent.inject is not None and agent.inject.file is not None:
             files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
     return files
+
+
+def engine_stats(engine: Engine) -> dict[str, Any]:
+    """What an engine counted during the run (requests, prefill, cache, retries), if it counts."""
+    stats = getattr(engine, "stats", None)
+    if hasattr(stats, "as_dict"):
+        return stats.as_dict()
+    return dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
+
+
+def writer_probes(scenario: Scenario, engines: dict[str, Engine]) -> dict[str, Probe]:
+    """The scenario's writers as judge probes (the rollouts method continues traces with them)."""
+    return {
+        name: Probe(engines[agent.engine], agent=name, temperature=agent.temperature, top_p=agent.top_p,
+                    top_k=agent.top_k, seed=agent.seed)
+        for name, agent in scenario.agents.items() if agent.role == "writer" and agent.engine in engines
+    }
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -130,14 +147,14 @@ class Runner:
         for observer in self.observers:
             observer(event)
 
-    async def run(self, specs: list[EpisodeSpec], resumed: bool) -> dict[str, Any]:
+    async def run(self, schedule: Schedule, resumed: bool) -> dict[str, Any]:
         per_point, engines = build_engines(self.loaded)
-        pools = load_pools(self.scenario, self.base)
+        pools = schedule.pools
         files = read_inject_files(self.scenario, self.base)
         point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
         status = "interrupted"
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
-                           digest=episode_digest(self.loaded), episodes=len(specs), resumed=resumed))
+                           digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
         try:
             described = await asyncio.gather(*(engine.open() for engine in engines.values()))
             manifest = self.store.read_json("manifest.json") or {}
@@ -148,20 +165,22 @@ class Runner:
                 gate = asyncio.Semaphore(self.concurrency)
 
                 async def guarded(spec: EpisodeSpec) -> None:
-                    episode = Episode(spec, per_point[point_index[id(spec.point)]], pools, files, self.emit)
+                    engines_here = per_point[point_index[id(spec.point)]]
+                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight)
                     await self._episode(episode, checker, gate)
 
-                async with asyncio.TaskGroup() as group:
-                    for spec in specs:
-                        await gate.acquire()
-                        group.create_task(guarded(spec))
+                for specs in schedule.phases(self.store):  # stages first: later phases read their pools
+                    async with asyncio.TaskGroup() as group:
+                        for spec in specs:
+                            await gate.acquire()
+                            group.create_task(guarded(spec))
             status = "ok"
         finally:
             await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)
-            summary = self._finish(status)
+            summary = self._finish(status, {engine.name: engine_stats(engine) for engine in engines.values()})
         return summary
 
-    def _finish(self, status: str) -> dict[str, Any]:
+    def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
         try:
             self.emit(RunEnd(run_id=self.store.path.name, status=status))
@@ -169,6 +188,7 @@ class Runner:
             pass
         self.store.close()
         summary = summarize(self.store.episodes())
+        summary["engines"] = {name: stats for name, stats in engines.items() if stats}
         try:
             self.store.write_json(SUMMARY, summary)
         except StoreError:
@@ -192,7 +212,13 @@ class Runner:
         finally:
             gate.release()
         end = episode.end_event("ok", reason, started)
-        grade = await checker.check(episode.trace.text, episode.spec.problem.answer, thinking=episode.thinking)
+        judgement = await judge_episode(
+            episode.spec.id, episode.trace, episode.spec.problem.answer, attribution=self.scenario.judge.attribution,
+            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
+        )
+        for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
+            self.emit(event)
+        grade = judgement.grade
         end.answer, end.correct = grade.answer, grade.correct
         end.judge_reason = grade.reason if grade.status != "ok" else None
         self.emit(end)
@@ -235,8 +261,8 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
             "shard": list(options.shard) if options.shard else None,
         })
         keep = set()
-    problems = load_problems(loaded.scenario.dataset, base)
-    specs = [s for s in plan(loaded, problems) if s.id not in keep and in_shard(s.id, options.shard)]
+    schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
+                        sharded=options.shard is not None)
     runner = Runner(loaded, store, base, options, observers)
-    summary = await runner.run(specs, resumed=options.resume is not None)
+    summary = await runner.run(schedule, resumed=options.resume is not None)
     return RunResult(store.path, summary)

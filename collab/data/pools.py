@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
+from collab.data.errors import DataError
 from collab.data.jsonl import read_rows, require
+from collab.data.problems import MathProblem
+from collab.store import EpisodeRecord
+
+THINK_CLOSE = "</think>"
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,11 @@ class Trajectory:
     """The gold answer of the trajectory's problem."""
     problem: str = ""
 
+    @property
+    def thinking(self) -> str:
+        """The text before ``</think>`` (all of it when the thinking was never closed or never opened)."""
+        return self.text.split(THINK_CLOSE, 1)[0]
+
 
 class Pool:
     """Trajectories indexed by problem and by agent."""
@@ -28,11 +40,19 @@ class Pool:
         self.name = name
         self.trajectories = trajectories
         self._by_problem: dict[str, list[Trajectory]] = defaultdict(list)
+        self._rates: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         for trajectory in trajectories:
             self._by_problem[trajectory.problem_id].append(trajectory)
+            if trajectory.correct is not None:
+                counts = self._rates[(trajectory.problem_id, trajectory.agent)]
+                counts[0] += bool(trajectory.correct)
+                counts[1] += 1
 
     def __len__(self) -> int:
         return len(self.trajectories)
+
+    def agents(self) -> list[str]:
+        return sorted({t.agent for t in self.trajectories})
 
     def for_problem(self, problem_id: str, agent: str | None = None, *, correct: bool | None = None) -> list[Trajectory]:
         return [
@@ -43,14 +63,53 @@ class Pool:
     def problem_ids(self) -> list[str]:
         return sorted(self._by_problem)
 
-    def others(self, problem_id: str, agent: str | None = None) -> list[Trajectory]:
-        return [t for t in self.trajectories if t.problem_id != problem_id and (agent is None or t.agent == agent)]
+    def pick_other(self, problem_id: str, key: int, agent: str | None = None, *,
+                   other_agent: bool = False) -> Trajectory | None:
+        """A trajectory of another problem, chosen by ``key``: by ``agent`` (with ``other_agent``: by anyone
+        else; None: by anyone). Keyed probes first, so a large pool is not scanned per episode."""
+
+        def fits(t: Trajectory) -> bool:
+            return t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+
+        rng = random.Random(key)
+        if self.trajectories:
+            for _ in range(64):
+                trajectory = self.trajectories[rng.randrange(len(self.trajectories))]
+                if fits(trajectory):
+                    return trajectory
+        choices = [t for t in self.trajectories if fits(t)]
+        return choices[rng.randrange(len(choices))] if choices else None
+
+    def solve_rate(self, problem_id: str, agent: str) -> float | None:
+        """Share of ``agent``'s graded trajectories of the problem that are correct (None: it has none)."""
+        correct, graded = self._rates.get((problem_id, agent), (0, 0))
+        return correct / graded if graded else None
+
+    def problems(self) -> list[MathProblem]:
+        """The pool's problems in order of first appearance, with texts and gold answers from the trajectories."""
+        problems = []
+        for problem_id, trajectories in self._by_problem.items():
+            answer = next((t.answer for t in trajectories if t.answer is not None), None)
+            if answer is not None:
+                text = next((t.problem for t in trajectories if t.problem), "")
+                problems.append(MathProblem(problem_id, text, answer, source=self.name))
+        return problems
 
 
-def load_pool(name: str, files: list[Path], agent: str | None = None) -> Pool:
-    """Trajectories from JSONL files with ``id``, ``response`` and optionally ``model``, ``correct``, ``gold_answer``."""
+def require_agent(pool: Pool, agent: str) -> None:
+    """Raise a clear error when ``pool`` holds nothing by ``agent`` (a misspelt or uncredited name)."""
+    if not any(t.agent == agent for t in pool.trajectories):
+        raise DataError(f"pool {pool.name}", None, f"no trajectories by `{agent}`; it holds: "
+                        f"{', '.join(pool.agents()) or 'nothing'} (credit files with `agent:`)")
+
+
+def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
+    """Trajectories from JSONL files with ``id``, ``response`` and optionally ``model``, ``correct``, ``gold_answer``.
+
+    Each file comes with the agent its trajectories are credited to (None: each row's ``model``).
+    """
     trajectories: list[Trajectory] = []
-    for path in files:
+    for path, agent in files:
         for line, row in read_rows(path):
             require(row, ["id", "response"], path, line)
             trajectories.append(Trajectory(
@@ -62,3 +121,19 @@ def load_pool(name: str, files: list[Path], agent: str | None = None) -> Pool:
                 problem=str(row.get("problem") or ""),
             ))
     return Pool(name, trajectories)
+
+
+def episode_trajectories(records: Iterable[EpisodeRecord], stage: str | None) -> list[Trajectory]:
+    """Finished episodes of ``stage`` (None: the main episodes) as trajectories, credited to their last writer."""
+    trajectories = []
+    for record in records:
+        if record.start.stage != stage or record.end is None or record.end.status != "ok":
+            continue
+        writer = next((s.agent for s in reversed(record.spans) if s.kind == "generated"), None)
+        if writer is None:
+            continue
+        trajectories.append(Trajectory(
+            problem_id=record.start.problem_id, agent=writer, text="".join(s.text for s in record.spans),
+            correct=record.end.correct, answer=record.start.gold, problem=record.start.problem,
+        ))
+    return trajectories

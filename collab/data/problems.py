@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from collab.data.errors import DataError
 from collab.data.jsonl import read_rows, require
 from collab.scenario.schema import DatasetConfig
+
+if TYPE_CHECKING:
+    from collab.data.pools import Pool
 
 # Benchmark names for `dataset: {source: NAME}`: a Hugging Face dataset, its split and field names.
 KNOWN: dict[str, dict[str, Any]] = {
@@ -57,9 +60,14 @@ def _hf_rows(name: str, config: str | None, split: str) -> Iterable[tuple[int, d
     return enumerate(table, start=1)
 
 
-def load_problems(config: DatasetConfig, base: Path) -> list[MathProblem]:
-    """The problems a scenario's ``dataset:`` names, with ``ids`` and ``limit`` applied."""
-    if config.file:
+def load_problems(config: DatasetConfig, base: Path, pools: Mapping[str, Pool] | None = None) -> list[MathProblem]:
+    """The problems a scenario's ``dataset:`` names, with ``ids`` and ``limit`` applied (``pools``: the
+    loaded pools, for ``dataset: {pool: NAME}``)."""
+    if config.pool:
+        if pools is None or config.pool not in pools:
+            raise DataError(f"pool {config.pool}", None, "the dataset's pool is not loaded")
+        problems = pools[config.pool].problems()
+    elif config.file:
         path = Path(config.file) if Path(config.file).is_absolute() else base / config.file
         problems = _rows_to_problems(read_rows(path), config.fields, path.stem, path)
     else:
@@ -77,6 +85,7 @@ def load_problems(config: DatasetConfig, base: Path) -> list[MathProblem]:
     seen: set[str] = set()
     for problem in problems:
         if problem.id in seen:
-            raise DataError(config.file or config.hf or str(config.source), None, f"duplicate problem id {problem.id!r}")
+            raise DataError(config.file or config.hf or config.pool or str(config.source), None,
+                            f"duplicate problem id {problem.id!r}")
         seen.add(problem.id)
     return problems[: config.limit] if config.limit else problems

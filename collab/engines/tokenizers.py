@@ -57,6 +57,7 @@ def _load_hf(path: str, gguf_file: str | None) -> Any:
     return AutoTokenizer.from_pretrained(path, **kwargs)
 
 
+@lru_cache(maxsize=16)
 def load_tokenizer(path: str, *, gguf_file: str | None = None, thinking: bool | None = None) -> HFTokenizer:
     """Load a tokenizer from a hub id, a local folder, or (with ``gguf_file``) a GGUF file's folder."""
     hf = _load_hf(path, gguf_file)

@@ -54,6 +54,8 @@ class SGLangEngineConfig(Strict):
     health_timeout_s: float = Field(300, gt=0)
     port: int | None = None
     launch_args: list[str] = []
+    api_key_env: str | None = None
+    """For servers started with ``--api-key``: the environment variable holding the key."""
 
     @model_validator(mode="after")
     def _needs_address(self) -> SGLangEngineConfig:
@@ -76,6 +78,8 @@ class OpenAIEngineConfig(Strict):
     timeout_s: float = Field(600, gt=0)
     retries: int = Field(4, ge=0)
     backoff_s: float = Field(0.5, ge=0)
+    max_connections: int = Field(4096, ge=1)
+    health_timeout_s: float = Field(300, gt=0)
 
 
 class ScriptedEngineConfig(Strict):
@@ -118,10 +122,15 @@ class InjectConfig(Strict):
     """With ``from_pool``: take a trajectory of a different problem."""
     pool_agent: str | None = None
     """With ``from_pool``: only trajectories written by this agent (default: the next writer)."""
+    other_agent: bool = False
+    """With ``from_pool``: take a trajectory by any agent but ``pool_agent`` (a distractor from other models)."""
     fraction: float = Field(0.2, gt=0, le=1)
+    """With ``from_pool``: the share of the trajectory's thinking injected, in tokens, cut back to ``align``."""
     align: Align = "sentence"
     prefix: str = ""
     suffix: str = ""
+    new_line: bool = False
+    """Start the injection on a new line (a newline first unless the trace is empty or ends with one)."""
 
     @model_validator(mode="after")
     def _one_source(self) -> InjectConfig:
@@ -130,6 +139,8 @@ class InjectConfig(Strict):
             raise ValueError(
                 f"give exactly one of text, file, from_pool, model (got {', '.join(given) or 'none'})"
             )
+        if self.other_agent and self.from_pool is None:
+            raise ValueError("`other_agent` needs `from_pool`")
         return self
 
 
@@ -187,10 +198,33 @@ class Trigger(Strict):
         return self
 
 
+class SeedConfig(Strict):
+    """A seed turn: the start of a pool trajectory of the episode's problem goes into the trace as is."""
+
+    pool: str
+    agent: str | None = None
+    """Whose trajectory (a name the pool credits); default: the first writer the graph reaches after this turn."""
+    fraction: float = Field(1.0, ge=0, le=1)
+    """Share of the trajectory's thinking kept, in its author's tokens (0 keeps nothing), cut back to ``align``."""
+    align: Align = "sentence"
+    correct: bool | None = True
+    """Draw only correct trajectories (true), only incorrect ones (false), or any (null)."""
+    keep_first_paragraph: bool = False
+    """Never cut before the end of the trajectory's first paragraph (its restatement of the problem)."""
+
+
 class TurnConfig(Strict):
     agent: str | None = None
     """The agent taking this turn (default: the agent named like the turn)."""
     until: Trigger = Trigger()
+    seed: SeedConfig | None = None
+    """Makes this a seed turn: no agent writes; a pool trajectory's prefix is placed into the trace."""
+
+    @model_validator(mode="after")
+    def _seed_turn(self) -> TurnConfig:
+        if self.seed is not None and self.model_fields_set & {"agent", "until"}:
+            raise ValueError("a seed turn takes no `agent` or `until` (its author is `seed.agent`)")
+        return self
 
 
 Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "not_answered"]
@@ -248,6 +282,8 @@ class DatasetConfig(Strict):
     file: str | None = None
     hf: str | None = None
     source: str | None = None
+    pool: str | None = None
+    """The problems of a pool loaded from files or an earlier run (texts and gold answers from its trajectories)."""
     config: str | None = None
     split: str = "test"
     limit: int | None = Field(None, ge=1)
@@ -257,9 +293,9 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> DatasetConfig:
-        given = [k for k in ("file", "hf", "source") if getattr(self, k)]
+        given = [k for k in ("file", "hf", "source", "pool") if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of file, hf, source (got {', '.join(given) or 'none'})")
+            raise ValueError(f"give exactly one of file, hf, source, pool (got {', '.join(given) or 'none'})")
         return self
 
 
@@ -269,17 +305,73 @@ class PromptConfig(Strict):
     system: str | None = None
 
 
-class PoolConfig(Strict):
-    """Trajectories loaded from JSONL files (the schema of the recorded reasoning traces)."""
+class PoolFile(Strict):
+    """One trajectory file credited to one agent."""
 
-    files: list[str]
+    file: str
+    agent: str
+
+
+class PoolConfig(Strict):
+    """Where a pool's trajectories come from: JSONL files, an earlier run, or a stage of this run."""
+
+    files: list[str | PoolFile] | None = None
+    """Trajectory files (the schema of the recorded reasoning traces); an entry may be ``{file, agent}``."""
     agent: str | None = None
-    """Agent these trajectories are credited to (default: the file's ``model`` field)."""
+    """With ``files``: the agent every trajectory is credited to (default: each row's ``model`` field)."""
+    run: str | None = None
+    """An earlier run folder: its episodes (those of ``stage`` when given) become trajectories."""
+    stage: str | None = None
+    """A stage (of this scenario, or with ``run`` of that run) whose episodes fill the pool."""
 
     @field_validator("files", mode="before")
     @classmethod
     def _one_file(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        return [value] if isinstance(value, (str, dict)) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoolConfig:
+        given = [k for k in ("files", "run", "stage") if getattr(self, k) is not None]
+        if given not in (["files"], ["run"], ["stage"], ["run", "stage"]):
+            raise ValueError(f"give one of files, run (with an optional stage), stage "
+                             f"(got {', '.join(given) or 'none'})")
+        if self.agent is not None and self.files is None:
+            raise ValueError("`agent` credits `files`; run and stage trajectories keep their writers")
+        return self
+
+
+class StageConfig(Strict):
+    """Agents solving the dataset alone, before the main episodes: solo samples that fill a pool."""
+
+    agents: list[str] | None = None
+    """Writers that run solo (default: every writer)."""
+    samples: int = Field(8, ge=1)
+    """Solo samples per problem and agent."""
+    limits: Limits | None = None
+    """Limits of a solo episode (default: the scenario's)."""
+
+
+class SubsetConfig(Strict):
+    """Problems chosen by their solve rates in a pool (share of an agent's graded trajectories that are correct)."""
+
+    pool: str
+    agents: list[str] | None = None
+    """Agents whose rates must all lie in the bounds (a shared subset); default: the model under test, i.e.
+    the first writer the graph reaches (an individual subset, chosen per model)."""
+    min_rate: float = Field(0.0, ge=0, le=1)
+    max_rate: float = Field(1.0, ge=0, le=1)
+    size: int | None = Field(None, ge=1)
+    """Draw this many of the eligible problems (default: all of them)."""
+    sample: Literal["uniform", "inverse_rate"] = "uniform"
+    """How ``size`` problems are drawn: uniformly, or with weights 1/solve rate (unsolved problems left out)."""
+    seed: int | None = None
+    """Seed of the draw (default: the scenario's)."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SubsetConfig:
+        if self.min_rate > self.max_rate:
+            raise ValueError(f"`min_rate` {self.min_rate} is above `max_rate` {self.max_rate}")
+        return self
 
 
 class Scenario(Strict):
@@ -295,6 +387,9 @@ class Scenario(Strict):
     graph: GraphConfig
     limits: Limits = Limits()
     pools: dict[str, PoolConfig] = {}
+    stages: dict[str, StageConfig] = {}
+    subsets: dict[str, SubsetConfig] = {}
+    """Named problem subsets; with any, the main episodes run on their union, tagged with their names."""
     sweep: dict[str, list[Any]] = {}
     judge: JudgeSettings = JudgeSettings()
 

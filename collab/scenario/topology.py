@@ -22,6 +22,44 @@ def turn_agent(scenario: Scenario, turn: str) -> str:
     return scenario.graph.turns[turn].agent or turn
 
 
+def writers(scenario: Scenario) -> list[str]:
+    return [name for name, agent in scenario.agents.items() if agent.role == "writer"]
+
+
+def next_writer(scenario: Scenario, turn: str, *, inclusive: bool = False) -> str | None:
+    """The agent of the first writer turn the graph reaches after ``turn`` (or at it, when ``inclusive``)."""
+    graph = build_graph(scenario)
+    order = list(nx.bfs_tree(graph, turn)) if turn in graph else []
+    for node in order if inclusive else order[1:]:
+        config = scenario.graph.turns[node]
+        agent = scenario.agents.get(config.agent or node)
+        if config.seed is None and agent is not None and agent.role == "writer":
+            return config.agent or node
+    return None
+
+
+def engines_in_use(scenario: Scenario) -> set[str]:
+    """Engines some agent generates with: writers taking turns or running in a stage that fills a pool,
+    injector models, the judge's probe. (A guide known only by its recorded trajectories needs none.)"""
+    acting = {turn.agent or name for name, turn in scenario.graph.turns.items() if turn.seed is None}
+    for pool in scenario.pools.values():
+        if pool.stage in scenario.stages and pool.run is None:
+            acting |= set(scenario.stages[pool.stage].agents or writers(scenario))
+    if scenario.judge.attribution.probe is not None:
+        acting.add(scenario.judge.attribution.probe)
+    used = set()
+    for name in acting & set(scenario.agents):
+        agent = scenario.agents[name]
+        used |= {agent.engine} if agent.engine else set()
+        used |= {agent.inject.model.engine} if agent.inject is not None and agent.inject.model is not None else set()
+    return used
+
+
+def model_under_test(scenario: Scenario) -> str | None:
+    """The first writer the graph reaches from its start: whose solve rates pick individual subsets."""
+    return next_writer(scenario, scenario.graph.start, inclusive=True)
+
+
 def check(scenario: Scenario, source: Source) -> list[Problem]:
     """References between sections and the shape of the graph."""
     problems: list[Problem] = []
@@ -43,6 +81,10 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
         if inject is not None and inject.pool_agent is not None and inject.pool_agent not in agents:
             missing(("agents", name, "inject", "pool_agent"), "agent", inject.pool_agent, agents)
     for name, turn in turns.items():
+        if turn.seed is not None:
+            if turn.seed.pool not in pools:
+                missing(("graph", "turns", name, "seed", "pool"), "pool", turn.seed.pool, pools)
+            continue
         agent = turn.agent or name
         if agent not in agents:
             loc = ("graph", "turns", name, "agent") if turn.agent else ("graph", "turns", name)
@@ -50,9 +92,7 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
         ref = turn.until.of
         if ref is not None and ref.pool not in pools:
             missing(("graph", "turns", name, "until", "of", "pool"), "pool", ref.pool, pools)
-    for name, pool in scenario.pools.items():
-        if pool.agent is not None and pool.agent not in agents:
-            missing(("pools", name, "agent"), "agent", pool.agent, agents)
+    problems += _check_pools(scenario, source)
     probe = scenario.judge.attribution.probe
     if probe is not None and probe not in agents:
         missing(("judge", "attribution", "probe"), "agent", probe, agents)
@@ -73,6 +113,7 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
                 ("graph", "turns", name), f"turn `{name}` cannot be reached from start `{scenario.graph.start}`",
                 at_key=True,
             ))
+    problems += _check_writers_follow(scenario, source)
     if scenario.limits.max_turns is None and scenario.limits.max_tokens is None:
         for cycle in nx.simple_cycles(graph):
             pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
@@ -88,6 +129,72 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
     return problems
 
 
+def _check_pools(scenario: Scenario, source: Source) -> list[Problem]:
+    """Stages, pools, subsets and a pool-backed dataset refer to things that exist and fit."""
+    problems: list[Problem] = []
+    stages, pools = scenario.stages, scenario.pools
+
+    def bad(loc: tuple, message: str, names: object) -> None:
+        expected = ", ".join(sorted(names)) or "none"  # type: ignore[call-overload]
+        problems.append(source.problem(loc, f"{message}; expected one of: {expected}"))
+
+    solo = writers(scenario)
+    for name, stage in stages.items():
+        for index, agent in enumerate(stage.agents or []):
+            if agent not in solo:
+                bad(("stages", name, "agents", index), f"`{agent}` is not a writer", solo)
+    for name, pool in pools.items():
+        if pool.stage is not None and pool.run is None and pool.stage not in stages:
+            bad(("pools", name, "stage"), f"unknown stage `{pool.stage}`", stages)
+    for name, subset in scenario.subsets.items():
+        if subset.pool not in pools:
+            bad(("subsets", name, "pool"), f"unknown pool `{subset.pool}`", pools)
+            continue
+        credited = _stage_agents(scenario, subset.pool)
+        for index, agent in enumerate(subset.agents or []):
+            if credited is not None and agent not in credited:
+                bad(("subsets", name, "agents", index), f"pool `{subset.pool}` holds no trajectories by `{agent}`",
+                    credited)
+    for name, turn in scenario.graph.turns.items():
+        seed = turn.seed
+        if seed is None or seed.agent is None or seed.pool not in pools:
+            continue
+        credited = _stage_agents(scenario, seed.pool)
+        if credited is not None and seed.agent not in credited:
+            bad(("graph", "turns", name, "seed", "agent"), f"pool `{seed.pool}` holds no trajectories by "
+                f"`{seed.agent}`", credited)
+    dataset = scenario.dataset.pool
+    if dataset is not None and dataset not in pools:
+        bad(("dataset", "pool"), f"unknown pool `{dataset}`", pools)
+    elif dataset is not None and pools[dataset].run is None and pools[dataset].stage is not None:
+        problems.append(source.problem(("dataset", "pool"), f"pool `{dataset}` is filled by a stage, which needs "
+                                       "the dataset first; use a pool loaded from files or an earlier run"))
+    return problems
+
+
+def _stage_agents(scenario: Scenario, pool: str) -> set[str] | None:
+    """Who a pool filled by a stage of this scenario holds trajectories by (None: known only at run time)."""
+    config = scenario.pools[pool]
+    if config.stage is None or config.run is not None or config.stage not in scenario.stages:
+        return None
+    return set(scenario.stages[config.stage].agents or writers(scenario))
+
+
+def _check_writers_follow(scenario: Scenario, source: Source) -> list[Problem]:
+    """Seeds without ``agent`` and subsets without ``agents`` need a writer to default to."""
+    problems: list[Problem] = []
+    for name, turn in scenario.graph.turns.items():
+        if turn.seed is not None and turn.seed.agent is None and next_writer(scenario, name) is None:
+            problems.append(source.problem(("graph", "turns", name, "seed"),
+                                           "no writer follows this seed turn; name its author in `agent:`"))
+    if model_under_test(scenario) is None:
+        for name, subset in scenario.subsets.items():
+            if subset.agents is None:
+                problems.append(source.problem(("subsets", name),
+                                               "the graph has no writer whose solve rates to use; list `agents:`"))
+    return problems
+
+
 def draw(scenario: Scenario) -> str:
     """The topology as indented text: each turn with its agent, trigger and outgoing edges."""
     lines = [f"{scenario.name}: start at {scenario.graph.start}"]
@@ -99,7 +206,12 @@ def draw(scenario: Scenario) -> str:
         turn = scenario.graph.turns[name]
         agent_name = turn.agent or name
         agent = scenario.agents.get(agent_name)
-        if agent is not None and agent.role == "injector":
+        if turn.seed is not None:
+            seed = turn.seed
+            author = seed.agent or next_writer(scenario, name) or "?"
+            agent_name, agent = author, None
+            what = f"seeds {seed.fraction:g} of {author}'s trajectory from pool {seed.pool}"
+        elif agent is not None and agent.role == "injector":
             what = "injects"
         else:
             until = turn.until.model_dump(exclude_none=True, exclude_defaults=True)

@@ -1,0 +1,85 @@
+"""Colours, marks and text hygiene shared by the replay, ``show`` and reports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from rich.style import Style
+
+AGENT_COLOURS = (
+    "cyan", "magenta", "yellow", "blue", "bright_magenta", "bright_cyan", "orange3", "medium_purple",
+    "turquoise2", "gold3", "deep_pink3", "steel_blue1",
+)
+"""Author colours, in order of appearance; red and green are kept for verdicts."""
+
+@dataclass(frozen=True)
+class Mark:
+    """How a verdict is drawn: a symbol in a colour; ``badge`` is the loud form used in the trace."""
+
+    symbol: str
+    colour: str
+
+    @property
+    def badge(self) -> str:
+        return f"bold reverse {self.colour}"
+
+
+VERDICTS: dict[str, Mark] = {
+    "derailed": Mark("▼", "red"),
+    "rescued": Mark("▲", "green"),
+    "recovered": Mark("✓", "green"),
+    "followed_injection": Mark("✗", "red"),
+    "other_wrong": Mark("✗", "yellow"),
+    "unjudged": Mark("?", "grey50"),
+}
+"""Span verdicts, then whole-episode outcomes."""
+
+
+def mark(verdict: str) -> Mark:
+    return VERDICTS.get(verdict, Mark("?", "white"))
+
+
+KIND_BADGES = {"injected": ("INJECTED", "reverse"), "seeded": ("SEEDED", "reverse dim")}
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """Text safe for a terminal: control characters (ANSI escapes included) become visible symbols.
+
+    Rich markup in model text needs no escaping here because model text only ever goes into
+    ``rich.text.Text`` objects, which never parse markup.
+    """
+    return _CONTROL.sub(lambda m: chr(0x2400 + ord(m.group())) if ord(m.group()) < 0x20 else "\ufffd", text)
+
+
+class Palette:
+    """A stable colour per agent: agents listed first (scenario order) keep their place."""
+
+    def __init__(self, agents: Iterable[str] = ()) -> None:
+        self._colours: dict[str, str] = {}
+        for agent in agents:
+            self.colour(agent)
+
+    def colour(self, agent: str) -> str:
+        if agent not in self._colours:
+            self._colours[agent] = AGENT_COLOURS[len(self._colours) % len(AGENT_COLOURS)]
+        return self._colours[agent]
+
+    def style(self, agent: str, **extra: Any) -> Style:
+        return Style(color=self.colour(agent), **extra)
+
+    @property
+    def agents(self) -> list[str]:
+        return list(self._colours)
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """``tokens=32`` for ``{"graph.turns.solver.until.tokens": 32}``; full keys where short ones clash."""
+    if not point:
+        return "-"
+    short = [key.rsplit(".", 1)[-1] for key in point]
+    names = short if len(set(short)) == len(short) else list(point)
+    return ", ".join(f"{name}={value}" for name, value in zip(names, point.values()))

@@ -1,0 +1,1 @@
+"""The Off-Trajectory Reasoning paper's twin tests (recoverability, guidability): metrics and tables."""

@@ -1,0 +1,73 @@
+"""Judge throughput on recorded traces: Math-Verify checks per second, worker pool vs in-process.
+
+    python tools/bench_judge.py [--workers N] [--shared PATH]
+
+Grades every ``data/trajectories/reasoning/*.jsonl`` record of the shared assets (default:
+``$COLLAB_SHARED`` or ``../shared`` beside the repository) once in this process (no timeout, the
+main thread) and once through :class:`collab.judge.answers.AnswerChecker` (worker processes, hard
+timeout), and prints both rates, their ratio and the agreement with the recorded labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+from collab.judge.answers import AnswerChecker, grade
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load(shared: Path) -> list[dict]:
+    files = sorted((shared / "data" / "trajectories" / "reasoning").glob("*.jsonl"))
+    if not files:
+        raise SystemExit(f"no recorded traces under {shared}: pass --shared or set COLLAB_SHARED")
+    return [json.loads(line) for path in files for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def in_process(rows: list[dict]) -> tuple[float, list[bool | None]]:
+    grade("\\boxed{1}", "2")  # imports
+    started = time.perf_counter()
+    results = [grade(r["response"], r["gold_answer"]).correct for r in rows]
+    return time.perf_counter() - started, results
+
+
+async def pooled(rows: list[dict], workers: int, timeout_s: float) -> tuple[float, float, list[bool | None]]:
+    started = time.perf_counter()
+    async with AnswerChecker(workers=workers, timeout_s=timeout_s, cache=0) as checker:
+        ready = time.perf_counter()
+        grades = await asyncio.gather(*(checker.check(r["response"], r["gold_answer"]) for r in rows))
+        done = time.perf_counter()
+    return ready - started, done - ready, [g.correct for g in grades]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--timeout", type=float, default=10.0, help="hard timeout per check in the pool (s)")
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("COLLAB_SHARED", ROOT.parent / "shared")))
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # Math-Verify warns that its own (signal) timeouts are off
+    rows = load(args.shared)
+    labels = [r["correct"] for r in rows]
+
+    inproc_s, inproc = in_process(rows)
+    startup_s, pool_s, pool = asyncio.run(pooled(rows, args.workers, args.timeout))
+
+    def agreement(results: list[bool | None]) -> str:
+        return f"{sum(a == b for a, b in zip(results, labels)) / len(rows):.1%}"
+
+    print(f"{len(rows)} recorded traces, {os.cpu_count()} CPUs")
+    print(f"{'mode':<22}{'seconds':>9}{'checks/s':>11}{'agreement':>11}")
+    print(f"{'in-process (1 thread)':<22}{inproc_s:>9.2f}{len(rows) / inproc_s:>11.1f}{agreement(inproc):>11}")
+    print(f"{f'pool ({args.workers} workers)':<22}{pool_s:>9.2f}{len(rows) / pool_s:>11.1f}{agreement(pool):>11}")
+    print(f"pool / in-process: {inproc_s / pool_s:.2f}x  (pool start-up, not counted: {startup_s:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""Benchmark the local engine's radix prefix cache on the relay scenario, with and without it.
+
+Runs ``scenarios/relay.yaml`` twice on one loaded model, with the engine's ``cache`` option on,
+then off, and prints per run: the tokens the model computed (prefill + decode), the unique tokens
+of the trace tree (a trie over every request's input and output ids: the physical minimum is 1.0
+times that), their ratio, and the wall-clock time of the simulation (model loading excluded).
+The option is set on the engine rather than with ``--set engines.small.cache=false``: the scenario
+stays the same, so both runs have the same episode ids and seeds, and sample the same traces.
+
+Usage: python tools/bench_local_cache.py [--model PATH.gguf] [--problems 2] [--samples 4]
+           [--turns 6] [--turn-tokens 24] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from collab import runner  # noqa: E402
+from collab.engines.base import Completion, GenerateRequest  # noqa: E402
+from collab.engines.local import LocalEngine, LocalStats  # noqa: E402
+
+SCENARIO = ROOT / "scenarios" / "relay.yaml"
+ENGINE = "small"
+"""The relay scenario's local engine."""
+AGENTS = ("a", "b", "c")
+
+
+@dataclass
+class Recorder:
+    """Wraps an engine: keeps every request's full token sequence and the simulation's wall time."""
+
+    inner: LocalEngine
+    sequences: list[list[int]] = field(default_factory=list)
+    opened: float = 0.0
+    closed: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    async def open(self) -> dict[str, Any]:
+        info = await self.inner.open()
+        self.opened = time.perf_counter()
+        return info
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        completion = await self.inner.generate(request)
+        self.sequences.append(list(request.input_ids) + completion.token_ids)
+        return completion
+
+    async def aclose(self) -> None:
+        self.closed = time.perf_counter()  # the engine is shared across runs: left open
+
+
+def unique_tokens(sequences: list[list[int]]) -> int:
+    """Nodes of the token trie over ``sequences``: what a perfect prefix cache computes once."""
+    root: dict[int, dict] = {}
+    count = 0
+    for sequence in sequences:
+        node = root
+        for token in sequence:
+            child = node.get(token)
+            if child is None:
+                child = node[token] = {}
+                count += 1
+            node = child
+    return count
+
+
+@contextlib.contextmanager
+def shared_model(base: LocalEngine, cache: bool, built: list[Recorder]) -> Iterator[None]:
+    """Build the scenario's local engines around ``base``'s loaded model, with ``cache`` on or off."""
+    original = runner.build_engine
+
+    def build(name: str, config: Any) -> Any:
+        options = config.model_dump(exclude={"kind"}) | {"cache": cache}
+        engine = LocalEngine(name, **options)
+        engine.attach(base.model, base.tokenizer)
+        built.append(Recorder(engine))
+        return built[-1]
+
+    runner.build_engine = build  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        runner.build_engine = original  # type: ignore[assignment]
+
+
+@dataclass
+class Result:
+    label: str
+    stats: LocalStats
+    unique: int
+    wall_s: float
+    sequences: list[list[int]]
+
+
+async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
+    overrides = [f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}", f"limits.max_turns={args.turns * len(AGENTS)}",
+                 f"limits.max_tokens={args.turns * len(AGENTS) * (args.turn_tokens + 32)}"]
+    overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS]
+    options = runner.RunOptions(overrides=overrides, out=out, limit=args.problems, samples=args.samples,
+                                concurrency=args.concurrency, model=args.model, argv=sys.argv)
+    built: list[Recorder] = []
+    with shared_model(base, cache, built):
+        result = await runner.simulate(SCENARIO, options)
+    if result.summary.get("failed"):
+        raise SystemExit(f"{result.summary['failed']} episodes failed: see {result.path}")
+    (recorder,) = built
+    return Result("cache" if cache else "no cache", recorder.inner.stats, unique_tokens(recorder.sequences),
+                  recorder.closed - recorder.opened, recorder.sequences)
+
+
+def report(results: list[Result], args: argparse.Namespace, device: str) -> None:
+    cached, plain = results
+    print(f"relay on {Path(args.model).name}: {args.problems} problems x {args.samples} samples, "
+          f"{len(AGENTS)} agents x {args.turns} turns of {args.turn_tokens} tokens, concurrency {args.concurrency}, "
+          f"{device}, {torch.get_num_threads()} thread(s)")
+    print(f"{'':9}{'requests':>9}{'prefill':>9}{'decode':>8}{'computed':>10}{'unique':>8}"
+          f"{'computed/unique':>17}{'peak cache MB':>15}{'max batch':>11}{'wall s':>9}")
+    for r in results:
+        s = r.stats
+        print(f"{r.label:9}{s.requests:>9}{s.prefill_tokens:>9}{s.decode_tokens:>8}{s.computed_tokens:>10}"
+              f"{r.unique:>8}{s.computed_tokens / r.unique:>17.3f}{s.peak_cache_bytes / 2**20:>15.1f}"
+              f"{s.max_batch:>11}{r.wall_s:>9.1f}")
+    same = sum(a == b for a, b in zip(cached.sequences, plain.sequences))
+    print(f"identical request sequences in both runs: {same} of {len(cached.sequences)}")
+    print(f"wall-clock no cache / cache: {plain.wall_s / cached.wall_s:.2f}x")
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = LocalEngine("bench", args.model, device=args.device)
+    info = await base.open()
+    warm = base.tokenizer.render_prompt("Warm up.")
+    await base.generate(GenerateRequest(warm, 4, temperature=0.0))  # first-call overheads stay out of the timings
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [await run(base, args, cache, Path(tmp)) for cache in (True, False)]
+    report(results, args, info["device"])
+    await base.aclose()
+
+
+def parse() -> argparse.Namespace:
+    default_model = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(default_model), help="hub id, folder or .gguf file (default: %(default)s)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--problems", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--turns", type=int, default=6, help="turns per agent")
+    parser.add_argument("--turn-tokens", type=int, default=24)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--budget-mb", type=float, default=512)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
