@@ -162,7 +162,8 @@ class Runner:
             self.store.write_json("manifest.json", manifest)
             settings = self.scenario.judge
             async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
-                gate = asyncio.Semaphore(self.concurrency)
+                servers = max((len(getattr(engine, "servers", ())) for engine in engines.values()), default=0)
+                gate = asyncio.Semaphore(self.concurrency * max(servers, 1))  # the limit is per server
 
                 async def guarded(spec: EpisodeSpec) -> None:
                     engines_here = per_point[point_index[id(spec.point)]]

@@ -547,3 +547,17 @@ async def test_relay_scenario_under_faults_ends_every_episode_once(
     assert result.summary["ok"] + result.summary["failed"] == 20 and result.summary["ok"] > 0
     assert all(e.error and "engine small" in e.error for e in ends if e.status == "failed")
     assert {a.fault for a in server.attempts} >= set(FAULTS)
+
+
+async def test_api_key_never_reaches_the_run_folder(
+    qwen: HFTokenizer, qwen_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-do-not-log-4a1f9c"
+    monkeypatch.setenv("COLLAB_TEST_RUN_KEY", secret)
+    async with ProtocolServer(qwen, api_key=secret) as srv:
+        result = await relay_on([srv], qwen_path, tmp_path, problems=2, api_key_env="COLLAB_TEST_RUN_KEY")
+    assert result.summary["ok"] == 10
+    for path in result.path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert "COLLAB_TEST_RUN_KEY" in (result.path / "scenario.yaml").read_text()
