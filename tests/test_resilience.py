@@ -160,7 +160,7 @@ sweep: {{agents.b.temperature: [0.2, 0.8]}}
 
     def comparable(path: Path) -> dict:
         summary = json.loads((path / "summary.json").read_text())
-        summary.pop("wall_s")
+        summary.pop("wall_s"), summary.pop("engines", None)  # timing and per-process engine counters
         return summary
 
     single, merged = only_run(tmp_path / "single"), only_run(tmp_path / "merged")

@@ -48,9 +48,9 @@ def new_cache(kv: KV | None = None, config: Any = None) -> DynamicCache:
     which is what prefix reuse needs; with it, the model's own layer kinds.
     """
     cache = DynamicCache(config=config) if config is not None else DynamicCache()
-    for layer in range(len(kv or ()) // 2):
-        assert kv is not None
-        cache.update(kv[2 * layer], kv[2 * layer + 1], layer)  # DynamicLayer.update concatenates: a copy
+    if kv is not None:
+        for layer in range(len(kv) // 2):
+            cache.update(kv[2 * layer], kv[2 * layer + 1], layer)  # DynamicLayer.update concatenates: a copy
     return cache
 
 

@@ -95,7 +95,7 @@ class Job:
 
 
 @dataclass
-class Sequence:
+class Row:
     """A running request: its ids, its output so far, its sampler and stopping rules."""
 
     job: Job
@@ -117,8 +117,8 @@ class Sequence:
             self.finish, self.matched = "stop", token
             return True
         if request.stop:
-            # every token adds at least one byte, so a stop string this token completed lies within
-            # the last 4 tokens per character (plus margin): decoding only those keeps checks short
+            # a stop string this token completed spans at most 4 tokens per character (a token adds
+            # at least one UTF-8 byte): decoding only that tail keeps each check short
             window = 4 * max(len(s) for s in request.stop) + 8
             tail = tokenizer.decode(self.out[-window:])
             hit = next((s for s in request.stop if s in tail), None)
@@ -146,7 +146,7 @@ class Scheduler:
         self.stats = LocalStats()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._batch = Batch()
-        self._rows: list[Sequence] = []
+        self._rows: list[Row] = []
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"collab-local-{name}", daemon=True)
         self._thread.start()
@@ -204,7 +204,7 @@ class Scheduler:
         self._rows.append(row)
         self.stats.max_batch = max(self.stats.max_batch, len(self._rows))
 
-    def _prefill(self, job: Job) -> tuple[Sequence, Any, torch.Tensor]:
+    def _prefill(self, job: Job) -> tuple[Row, Any, torch.Tensor]:
         """Reuse the longest cached prefix, compute the rest, store the prompt's K/V in the tree."""
         request = job.request
         ids = list(request.input_ids)
@@ -229,7 +229,7 @@ class Scheduler:
             generator.seed()
         else:
             generator.manual_seed(request.seed)
-        row = Sequence(job, ids, min(request.max_new_tokens, self.max_positions - len(ids)), match.length, generator,
+        row = Row(job, ids, min(request.max_new_tokens, self.max_positions - len(ids)), match.length, generator,
                        set(request.stop_token_ids) | set(self.tokenizer.eos_token_ids))
         return row, cache, logits
 
@@ -255,7 +255,7 @@ class Scheduler:
             self._finish(self._rows[i], kv)
         self._rows = [row for i, row in enumerate(self._rows) if i not in done]
 
-    def _finish(self, row: Sequence, kv: tuple[torch.Tensor, ...]) -> None:
+    def _finish(self, row: Row, kv: tuple[torch.Tensor, ...]) -> None:
         """Store the row's K/V in the tree and answer its request."""
         if self.radix is not None:
             computed = kv[0].shape[-2]
