@@ -11,6 +11,7 @@ from typing import Callable
 from rich.console import Console
 
 from collab.data.errors import DataError
+from collab.engines.base import EngineStartError
 from collab.scenario import ScenarioError, load
 from collab.store import StoreError
 
@@ -229,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, StoreError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
+    except EngineStartError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

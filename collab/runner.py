@@ -18,6 +18,7 @@ import yaml
 
 from collab import __version__
 from collab.engines import Engine, build_engine
+from collab.engines.base import EngineStartError
 from collab.episode import Episode, EpisodeFailed
 from collab.events import Event, RunEnd, RunStart
 from collab.judge import AnswerChecker, Probe, judge_episode
@@ -95,6 +96,17 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     return files
 
 
+async def open_engine(engine: Engine) -> dict[str, Any]:
+    try:
+        return await engine.open()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        hint = " (offline? point local engines at a model file or folder with --model PATH)" if (
+            "huggingface.co" in str(error)) else ""
+        raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
+
+
 def engine_stats(engine: Engine) -> dict[str, Any]:
     """What an engine counted during the run (requests, prefill, cache, retries), if it counts."""
     stats = getattr(engine, "stats", None)
@@ -156,7 +168,7 @@ class Runner:
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
         try:
-            described = await asyncio.gather(*(engine.open() for engine in engines.values()))
+            described = await asyncio.gather(*(open_engine(engine) for engine in engines.values()))
             manifest = self.store.read_json("manifest.json") or {}
             manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
             self.store.write_json("manifest.json", manifest)

@@ -16,6 +16,10 @@ class EngineError(Exception):
         self.retryable = retryable
 
 
+class EngineStartError(Exception):
+    """An engine could not get ready (weights not found, a server that never became healthy...)."""
+
+
 @runtime_checkable
 class Tokenizer(Protocol):
     """Text <-> token ids for one model family, plus its prompt layout."""
