@@ -82,7 +82,10 @@ def build_engines(loaded: Loaded) -> tuple[list[dict[str, Engine]], dict[str, En
                 continue
             key = f"{name}:{config.model_dump_json()}"
             if key not in built:
-                built[key] = build_engine(name, config)
+                try:
+                    built[key] = build_engine(name, config)
+                except Exception as error:  # e.g. a tokenizer that cannot be found
+                    raise EngineStartError(f"engine {name} could not be built: {error}") from error
             engines[name] = built[key]
         per_point.append(engines)
     return per_point, built

@@ -8,7 +8,9 @@ The option is set on the engine rather than with ``--set engines.small.cache=fal
 stays the same, so both runs have the same episode ids and seeds, and sample the same traces.
 
 Usage: python tools/bench_local_cache.py [--model PATH.gguf] [--problems 2] [--samples 4]
-           [--turns 6] [--turn-tokens 24] [--threads N]
+           [--turns 6] [--turn-tokens 24] [--concurrency 4] [--threads N] [--set KEY=VALUE ...]
+
+An episode ends early when the model ends its message; the report gives the mean trace length.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Recorder:
 
     inner: LocalEngine
     sequences: list[list[int]] = field(default_factory=list)
+    lengths: dict[str, int] = field(default_factory=dict)
+    """Per episode: its longest request (input and output), i.e. its final trace."""
     opened: float = 0.0
     closed: float = 0.0
 
@@ -63,6 +67,8 @@ class Recorder:
     async def generate(self, request: GenerateRequest) -> Completion:
         completion = await self.inner.generate(request)
         self.sequences.append(list(request.input_ids) + completion.token_ids)
+        episode = request.context.episode_id
+        self.lengths[episode] = max(self.lengths.get(episode, 0), len(self.sequences[-1]))
         return completion
 
     async def aclose(self) -> None:
@@ -110,12 +116,13 @@ class Result:
     unique: int
     wall_s: float
     sequences: list[list[int]]
+    lengths: dict[str, int]
 
 
 async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
     overrides = [f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}", f"limits.max_turns={args.turns * len(AGENTS)}",
                  f"limits.max_tokens={args.turns * len(AGENTS) * (args.turn_tokens + 32)}"]
-    overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS]
+    overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
     options = runner.RunOptions(overrides=overrides, out=out, limit=args.problems, samples=args.samples,
                                 concurrency=args.concurrency, model=args.model, argv=sys.argv)
     built: list[Recorder] = []
@@ -125,7 +132,7 @@ async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Pat
         raise SystemExit(f"{result.summary['failed']} episodes failed: see {result.path}")
     (recorder,) = built
     return Result("cache" if cache else "no cache", recorder.inner.stats, unique_tokens(recorder.sequences),
-                  recorder.closed - recorder.opened, recorder.sequences)
+                  recorder.closed - recorder.opened, recorder.sequences, recorder.lengths)
 
 
 def report(results: list[Result], args: argparse.Namespace, device: str) -> None:
@@ -140,6 +147,9 @@ def report(results: list[Result], args: argparse.Namespace, device: str) -> None
         print(f"{r.label:9}{s.requests:>9}{s.prefill_tokens:>9}{s.decode_tokens:>8}{s.computed_tokens:>10}"
               f"{r.unique:>8}{s.computed_tokens / r.unique:>17.3f}{s.peak_cache_bytes / 2**20:>15.1f}"
               f"{s.max_batch:>11}{r.wall_s:>9.1f}")
+    lengths = list(cached.lengths.values())
+    print(f"{len(lengths)} episodes, final trace {sum(lengths) / len(lengths):.0f} tokens on average "
+          f"(longest {max(lengths)})")
     same = sum(a == b for a, b in zip(cached.sequences, plain.sequences))
     print(f"identical request sequences in both runs: {same} of {len(cached.sequences)}")
     print(f"wall-clock no cache / cache: {plain.wall_s / cached.wall_s:.2f}x")
@@ -170,6 +180,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--budget-mb", type=float, default=512)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="more scenario overrides, as for collab simulate")
     return parser.parse_args()
 
 

@@ -60,9 +60,6 @@ class Pool:
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)
         ]
 
-    def problem_ids(self) -> list[str]:
-        return sorted(self._by_problem)
-
     def pick_other(self, problem_id: str, key: int, agent: str | None = None, *,
                    other_agent: bool = False) -> Trajectory | None:
         """A trajectory of another problem, chosen by ``key``: by ``agent`` (with ``other_agent``: by anyone

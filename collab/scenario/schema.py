@@ -359,7 +359,9 @@ class SubsetConfig(Strict):
     """Agents whose rates must all lie in the bounds (a shared subset); default: the model under test, i.e.
     the first writer the graph reaches (an individual subset, chosen per model)."""
     min_rate: float = Field(0.0, ge=0, le=1)
+    """Lowest solve rate allowed, inclusive (1.0: solved every time, the shared subset and the control)."""
     max_rate: float = Field(1.0, ge=0, le=1)
+    """Highest solve rate allowed, inclusive (0.125: solved at most 1 time in 8, the guidability subset)."""
     size: int | None = Field(None, ge=1)
     """Draw this many of the eligible problems (default: all of them)."""
     sample: Literal["uniform", "inverse_rate"] = "uniform"
@@ -388,6 +390,7 @@ class Scenario(Strict):
     limits: Limits = Limits()
     pools: dict[str, PoolConfig] = {}
     stages: dict[str, StageConfig] = {}
+    """Solo runs before the main episodes; a stage runs when a pool is filled from it."""
     subsets: dict[str, SubsetConfig] = {}
     """Named problem subsets; with any, the main episodes run on their union, tagged with their names."""
     sweep: dict[str, list[Any]] = {}
