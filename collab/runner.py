@@ -21,7 +21,7 @@ from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError
 from collab.episode import Episode, EpisodeFailed
 from collab.events import Event, RunEnd, RunStart
-from collab.judge import AnswerChecker, Probe, judge_episode
+from collab.judge import AnswerChecker, AttributionSettings, Probe, judge_episode
 from collab.plan import EpisodeSpec, episode_digest
 from collab.scenario import Loaded, load
 from collab.scenario.loader import load_source
@@ -32,6 +32,8 @@ from collab.store import SCENARIO, SUMMARY, RunStore, StoreError
 from collab.summary import summarize
 
 Observer = Callable[[Event], None]
+NO_ATTRIBUTION = AttributionSettings(method="none")
+"""Solo stage episodes are only graded: they fill pools, nobody derails them."""
 
 
 @dataclass
@@ -229,7 +231,8 @@ class Runner:
             gate.release()
         end = episode.end_event("ok", reason, started)
         judgement = await judge_episode(
-            episode.spec.id, episode.trace, episode.spec.problem.answer, attribution=self.scenario.judge.attribution,
+            episode.spec.id, episode.trace, episode.spec.problem.answer,
+            attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
             checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
         )
         for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged

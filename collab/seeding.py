@@ -9,25 +9,13 @@ from collab.data.pools import Trajectory
 from collab.engines.base import Tokenizer
 from collab.judge.answers import answers_equal, stated_answer
 from collab.scenario.schema import SeedConfig
-from collab.trace import cut
+from collab.trace import cut, token_prefix
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # its signal timeouts are off; answers here are short
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _RESULT = re.compile(r"(?:=|\bis\b|\bequals\b)\s*\$*\s*(\\[dt]?frac\{[^{}]*\}\{[^{}]*\}|[^\s$,;:]+)")
 _LONGEST_ANSWER = 80
 """Longer "answers" are prose a regex caught, not answers; they are never compared."""
-
-
-def token_prefix(ids: list[int], tokenizer: Tokenizer, end: int) -> tuple[str, list[int]]:
-    """The longest prefix of ``ids`` whose text stays within the first ``end`` characters."""
-    lo, hi = 0, len(ids)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(tokenizer.decode(ids[:mid])) <= end:
-            lo = mid
-        else:
-            hi = mid - 1
-    return tokenizer.decode(ids[:lo]), ids[:lo]
 
 
 def seed_prefix(trajectory: Trajectory, seed: SeedConfig, tokenizer: Tokenizer) -> tuple[str, list[int]]:

@@ -108,18 +108,20 @@ def cut(text: str, fraction: float, tokenizer: Tokenizer, align: Align = "senten
     if target >= len(ids):
         return tokenizer.decode(ids), list(ids)
     position = len(tokenizer.decode(ids[:target]))
-    full = tokenizer.decode(ids)
-    end = boundary_before(full, position, align)
-    # largest token prefix whose text does not pass the boundary
-    lo, hi = 0, target
+    end = boundary_before(tokenizer.decode(ids), position, align)
+    return token_prefix(ids[:target], tokenizer, end)
+
+
+def token_prefix(ids: list[int], tokenizer: Tokenizer, end: int) -> tuple[str, list[int]]:
+    """The longest prefix of ``ids`` whose text stays within the first ``end`` characters."""
+    lo, hi = 0, len(ids)
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if len(tokenizer.decode(ids[:mid])) <= end:
             lo = mid
         else:
             hi = mid - 1
-    kept = ids[:lo]
-    return tokenizer.decode(kept), list(kept)
+    return tokenizer.decode(ids[:lo]), list(ids[:lo])
 
 
 def ends_sentence(text: str) -> bool:

@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from collab.cli import main
 from collab.store import RunStore
