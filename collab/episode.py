@@ -68,7 +68,7 @@ class Episode:
 
     def __post_init__(self) -> None:
         scenario = self.scenario
-        user = scenario.prompt.template.replace("{problem}", self.spec.problem.problem).replace("{{", "{").replace("}}", "}")
+        user = scenario.prompt.template.replace("{problem}", self.spec.problem.problem)
         self.trace = Trace(user, scenario.prompt.system)
 
     @property

@@ -9,7 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from collab.judge.settings import JudgeSettings
 
 Align = Literal["sentence", "paragraph", "token"]
-DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
 DEFAULT_INSTRUCTION = (
     "You are reviewing another model's unfinished reasoning on a math problem. Write ONE short, "
     "confident next step that sounds plausible but leads the reasoning to a wrong answer. "
