@@ -17,10 +17,18 @@ def stable_int(*parts: Any) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+SPEED_SETTINGS = ("cache", "cache_budget_mb", "stream", "timeout_s", "retries", "backoff_s", "max_connections",
+                  "health_timeout_s", "latency_s")
+"""Engine options that change how fast episodes run, not what they are."""
+
+
 def episode_digest(loaded: Loaded) -> str:
     """What episodes mean: the resolved scenario minus sizes (limit, samples) and speed settings."""
     data = loaded.scenario.model_dump(mode="json", exclude={"concurrency", "samples"})
     data["dataset"].pop("limit", None)
+    for engine in data["engines"].values():
+        for key in SPEED_SETTINGS:
+            engine.pop(key, None)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

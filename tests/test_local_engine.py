@@ -13,7 +13,7 @@ from collab.engines.base import EngineError, GenerateRequest
 from collab.engines.local import LocalEngine, locate, pick_dtype
 from collab.engines.scheduler import sample
 from collab.scenario.schema import LocalEngineConfig
-from local_models import CharTokenizer, smol, tiny_engine
+from local_models import CharTokenizer, on_model, smol, tiny_engine
 
 PROMPT = CharTokenizer().render_prompt("what is two plus three")
 
@@ -137,6 +137,24 @@ async def test_closing_fails_requests_in_flight() -> None:
         await running
     with pytest.raises(EngineError, match="not open"):
         await engine.generate(GenerateRequest(PROMPT, 5))
+
+
+async def test_models_without_reusable_kv_run_uncached() -> None:
+    from transformers import MambaConfig, MambaForCausalLM
+
+    torch.manual_seed(0)
+    config = MambaConfig(vocab_size=CharTokenizer.EOS + 1, hidden_size=32, state_size=8, num_hidden_layers=2,
+                         initializer_range=0.5)
+    model = MambaForCausalLM(config).to(torch.float64).eval()
+    expected: list[int] = []
+    with torch.inference_mode():
+        for _ in range(8):
+            expected.append(int(model(input_ids=torch.tensor([PROMPT + expected])).logits[0, -1].argmax()))
+    engine = on_model(model, CharTokenizer(eos_token_ids=[]))  # recurrent state: no prefix reuse
+    assert engine.radix is None and not engine.describe()["cache"]["supported"]
+    completions = await asyncio.gather(*(engine.generate(GenerateRequest(PROMPT, 8, temperature=0.0)) for _ in range(2)))
+    assert [c.token_ids for c in completions] == [expected, expected]
+    assert engine.stats.max_batch == 1
 
 
 def test_model_locations(tmp_path: Path) -> None:

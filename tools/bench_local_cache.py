@@ -8,9 +8,11 @@ The option is set on the engine rather than with ``--set engines.small.cache=fal
 stays the same, so both runs have the same episode ids and seeds, and sample the same traces.
 
 Usage: python tools/bench_local_cache.py [--model PATH.gguf] [--problems 2] [--samples 4]
-           [--turns 6] [--turn-tokens 24] [--concurrency 4] [--threads N] [--set KEY=VALUE ...]
+           [--turns 6] [--turn-tokens 48] [--concurrency 4] [--threads N] [--set KEY=VALUE ...]
 
-An episode ends early when the model ends its message; the report gives the mean trace length.
+An episode ends when the model ends its message, and a small instruct model answers briefly: the
+prompt asks for a long explanation so that episodes run their turns (``--set prompt.template=...``
+overrides it). The report gives the mean trace length.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,6 +41,8 @@ SCENARIO = ROOT / "scenarios" / "relay.yaml"
 ENGINE = "small"
 """The relay scenario's local engine."""
 AGENTS = ("a", "b", "c")
+LONG_FORM = ("{problem}\n\nWrite a long and detailed explanation: restate the problem, explore two different "
+             "methods, check every step, and only then put your final answer within \\boxed{{}}.")
 
 
 @dataclass
@@ -120,7 +125,8 @@ class Result:
 
 
 async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
-    overrides = [f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}", f"limits.max_turns={args.turns * len(AGENTS)}",
+    overrides = [f"prompt.template={LONG_FORM}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
+                 f"limits.max_turns={args.turns * len(AGENTS)}",
                  f"limits.max_tokens={args.turns * len(AGENTS) * (args.turn_tokens + 32)}"]
     overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
     options = runner.RunOptions(overrides=overrides, out=out, limit=args.problems, samples=args.samples,
@@ -150,8 +156,8 @@ def report(results: list[Result], args: argparse.Namespace, device: str) -> None
     lengths = list(cached.lengths.values())
     print(f"{len(lengths)} episodes, final trace {sum(lengths) / len(lengths):.0f} tokens on average "
           f"(longest {max(lengths)})")
-    same = sum(a == b for a, b in zip(cached.sequences, plain.sequences))
-    print(f"identical request sequences in both runs: {same} of {len(cached.sequences)}")
+    same = Counter(map(tuple, cached.sequences)) & Counter(map(tuple, plain.sequences))
+    print(f"requests identical in both runs (same input, same output): {sum(same.values())} of {len(cached.sequences)}")
     print(f"wall-clock no cache / cache: {plain.wall_s / cached.wall_s:.2f}x")
 
 
@@ -176,7 +182,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--problems", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--turns", type=int, default=6, help="turns per agent")
-    parser.add_argument("--turn-tokens", type=int, default=24)
+    parser.add_argument("--turn-tokens", type=int, default=48)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--budget-mb", type=float, default=512)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")

@@ -55,12 +55,15 @@ class Batch:
         mask = (columns[None, :] >= pads[:, None]).long()
         return mask, (length - pads)[:, None]
 
-    def remove(self, rows: list[int]) -> list[KV]:
-        """Drop ``rows``; returns each one's K/V without padding (views, valid after the removal)."""
+    def remove(self, rows: list[int], want_kv: bool) -> list[KV | None]:
+        """Drop ``rows``; with ``want_kv``, returns each one's K/V without padding (views, still valid)."""
         assert self.cache is not None
-        kv = cache_kv(self.cache)
-        removed = [tuple(t[i : i + 1, :, self.pads[i] :, :] for t in kv) for i in rows]
         keep = [i for i in range(len(self.pads)) if i not in rows]
+        if not keep and not want_kv:
+            self.cache, self.pads = None, []
+            return [None] * len(rows)
+        kv = cache_kv(self.cache)
+        removed: list[KV | None] = [tuple(t[i : i + 1, :, self.pads[i] :, :] for t in kv) for i in rows]
         if not keep:
             self.cache, self.pads = None, []
             return removed

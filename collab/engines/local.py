@@ -11,6 +11,8 @@ Each request yields one completion: ``n`` must be 1 (the runner sends one reques
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,17 @@ from collab.engines.tokenizers import load_tokenizer
 __all__ = ["LocalEngine", "LocalStats"]
 
 MAX_BATCH = 16
+_LOADING = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(path: str, gguf: str | None, device: Any, dtype: Any) -> Any:
+    """Weights, loaded once per process: engines naming the same model share them."""
+    from transformers import AutoModelForCausalLM
+
+    extra = {"gguf_file": gguf} if gguf else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
+    return model.to(device=device, dtype=dtype).eval()
 """Sequences decoded together at most (more wait for a row to free up)."""
 
 
@@ -115,16 +128,13 @@ class LocalEngine:
         return self.describe()
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM
-
         path, gguf = locate(self.model_id)
         tok_path, tok_gguf = locate(self.tokenizer_id) if self.tokenizer_id else (path, gguf)
-        tokenizer = load_tokenizer(tok_path, gguf_file=tok_gguf, thinking=self.thinking)
         device = pick_device(self.device_name)
-        dtype = pick_dtype(self.dtype_name, device)
-        extra = {"gguf_file": gguf} if gguf else {}
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
-        self.attach(model.to(device=device, dtype=dtype).eval(), tokenizer)
+        with _LOADING:  # engines opened together must not load (or import transformers' loaders) at once
+            tokenizer = load_tokenizer(tok_path, gguf_file=tok_gguf, thinking=self.thinking)
+            model = load_model(path, gguf, device, pick_dtype(self.dtype_name, device))
+        self.attach(model, tokenizer)
 
     def attach(self, model: Any, tokenizer: Tokenizer) -> None:
         """Serve an already loaded model (``open()`` loads one; tests and tools share one model)."""

@@ -10,8 +10,8 @@ recently used first, so the stored tensors never exceed the byte budget.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 

@@ -20,7 +20,7 @@ import torch
 
 from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest, Tokenizer
 from collab.engines.batch import Batch
-from collab.engines.hfcache import Forward, cache_kv, new_cache
+from collab.engines.hfcache import KV, Forward, cache_kv, new_cache
 from collab.engines.radix import Match, RadixCache
 
 PREFILL_CHUNK = 512
@@ -195,7 +195,7 @@ class Scheduler:
         try:
             row, cache, logits = self._prefill(job)
             if row.limit <= 0 or row.advance(logits, self.tokenizer):
-                self._finish(row, cache_kv(cache))
+                self._finish(row, cache_kv(cache) if self.radix is not None else None)
                 return
             self._batch.add(cache)
         except Exception as error:  # noqa: BLE001 - reported to the caller; the worker goes on
@@ -230,7 +230,7 @@ class Scheduler:
         else:
             generator.manual_seed(request.seed)
         row = Row(job, ids, min(request.max_new_tokens, self.max_positions - len(ids)), match.length, generator,
-                       set(request.stop_token_ids) | set(self.tokenizer.eos_token_ids))
+                  set(request.stop_token_ids) | set(self.tokenizer.eos_token_ids))
         return row, cache, logits
 
     def _step(self) -> None:
@@ -251,13 +251,13 @@ class Scheduler:
                 if row.job.cancelled or row.advance(logits[i], self.tokenizer)]
         if not done:
             return
-        for i, kv in zip(done, self._batch.remove(done)):
+        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None)):
             self._finish(self._rows[i], kv)
         self._rows = [row for i, row in enumerate(self._rows) if i not in done]
 
-    def _finish(self, row: Row, kv: tuple[torch.Tensor, ...]) -> None:
+    def _finish(self, row: Row, kv: KV | None) -> None:
         """Store the row's K/V in the tree and answer its request."""
-        if self.radix is not None:
+        if self.radix is not None and kv is not None:
             computed = kv[0].shape[-2]
             self.radix.insert((row.ids + row.out)[:computed], kv)
         if row.job.cancelled:
