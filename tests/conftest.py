@@ -24,3 +24,16 @@ def smol_gguf() -> Path:
     if not MODEL.exists():
         pytest.skip(f"test model not found at {MODEL}: run python tools/fetch_test_model.py")
     return MODEL
+
+
+@pytest.fixture(scope="session")
+def qwen_path(shared: Path) -> str:
+    """The Qwen2.5 tokenizer folder (real vocabulary and chat template)."""
+    return str(shared / "tokenizers" / "qwen2.5")
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_path: str):
+    from collab.engines.tokenizers import load_tokenizer
+
+    return load_tokenizer(qwen_path)

@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from protocol_server import FAULTS, ProtocolServer
 
-from collab.engines import openai
 from collab.engines.base import Completion, Engine, EngineError, GenerateRequest, RequestContext
 from collab.engines.openai import OpenAIEngine
-from collab.engines.tokenizers import HFTokenizer, load_tokenizer
+from collab.engines.tokenizers import HFTokenizer
 
 FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
-cached_load = functools.cache(load_tokenizer)
 
 
-@pytest.fixture(scope="session")
-def qwen_path(shared: Path) -> str:
-    return str(shared / "tokenizers" / "qwen2.5")
 
-
-@pytest.fixture(scope="session")
-def qwen(qwen_path: str) -> HFTokenizer:
-    return cached_load(qwen_path, thinking=None)
-
-
-@pytest.fixture(autouse=True)
-def load_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(openai, "load_tokenizer", cached_load)
 
 
 def prompt(qwen: HFTokenizer, i: int) -> list[int]:

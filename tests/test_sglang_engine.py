@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import resource
@@ -15,32 +14,17 @@ from typing import Any
 import pytest
 from protocol_server import FAULTS, ProtocolServer, RadixTree, common_prefix
 
-from collab.engines import sglang
 from collab.engines.base import Completion, Engine, EngineError, GenerateRequest, RequestContext
 from collab.engines.http import RequestFailed, pool_size, sse_data
 from collab.engines.sglang import SGLangEngine
-from collab.engines.tokenizers import HFTokenizer, load_tokenizer
+from collab.engines.tokenizers import HFTokenizer
 
 FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
 
 
-@pytest.fixture(scope="session")
-def qwen_path(shared: Path) -> str:
-    return str(shared / "tokenizers" / "qwen2.5")
 
 
-@pytest.fixture(scope="session")
-def qwen(qwen_path: str) -> HFTokenizer:
-    return cached_load(qwen_path, thinking=None)
 
-
-@pytest.fixture(autouse=True)
-def load_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Engines load the tokenizer once per test session (each load rebuilds the vocabulary's key)."""
-    monkeypatch.setattr(sglang, "load_tokenizer", cached_load)
-
-
-cached_load = functools.cache(load_tokenizer)
 
 
 def prompt(qwen: HFTokenizer, i: int) -> list[int]:
