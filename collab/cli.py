@@ -88,10 +88,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 130
     summary = result.summary
     accuracy = summary["accuracy"]
+    staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
     console.print(
-        f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
+        (f"{staged} stage episodes; " if staged else "")
+        + f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
         f"{'-' if accuracy is None else f'{accuracy:.1%}'}", markup=False, highlight=False,
     )
+    if staged and not summary["episodes"]:
+        console.print("no problem was selected for the main episodes: see selection.json in the run folder",
+                      markup=False, highlight=False, soft_wrap=True)
     console.print(f"run: {result.path}", markup=False, highlight=False, soft_wrap=True)
     return 0
 

@@ -22,6 +22,13 @@ class RunStart(Event):
     resumed: bool = False
 
 
+class PhaseStart(Event):
+    """A later phase of a staged run is planned (its episodes were unknown at ``run.start``)."""
+
+    type: Literal["phase.start"] = "phase.start"
+    episodes: int
+
+
 class RunEnd(Event):
     type: Literal["run.end"] = "run.end"
     run_id: str
@@ -127,7 +134,7 @@ class JudgeVerdict(Event):
 
 
 AnyEvent = Annotated[
-    Union[RunStart, RunEnd, EpisodeStart, TurnEvent, InjectEvent, SeedEvent, EpisodeEnd, JudgeValue, JudgeVerdict],
+    Union[RunStart, PhaseStart, RunEnd, EpisodeStart, TurnEvent, InjectEvent, SeedEvent, EpisodeEnd, JudgeValue, JudgeVerdict],
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from collab.events import EpisodeEnd, EpisodeStart, Event, RunStart, TurnEvent
+from collab.events import EpisodeEnd, EpisodeStart, Event, PhaseStart, RunStart, TurnEvent
 
 WINDOW_S = 10.0
 """Tokens per second are measured over this last stretch of time."""
@@ -54,6 +54,8 @@ class RunStats:
     def add(self, event: Event, now: float) -> None:
         if isinstance(event, RunStart):
             self.total = event.episodes
+        elif isinstance(event, PhaseStart):
+            self.total = (self.total or 0) + event.episodes
         elif isinstance(event, EpisodeStart):
             self.started += 1
         elif isinstance(event, TurnEvent):
@@ -133,8 +135,8 @@ class ProgressDisplay:
     def __call__(self, event: Event) -> None:
         now = time.perf_counter()
         self.stats.add(event, now)
-        if isinstance(event, RunStart):
-            self.progress.update(self.task, total=event.episodes)
+        if isinstance(event, (RunStart, PhaseStart)):
+            self.progress.update(self.task, total=self.stats.total)
         elif isinstance(event, EpisodeEnd):
             self.progress.advance(self.task)
             if self._live is None and (now - self._logged > LOG_EVERY_S or self.stats.done == self.stats.total):

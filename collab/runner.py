@@ -20,7 +20,7 @@ from collab import __version__
 from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError
 from collab.episode import Episode, EpisodeFailed
-from collab.events import Event, RunEnd, RunStart
+from collab.events import Event, PhaseStart, RunEnd, RunStart
 from collab.judge import AnswerChecker, AttributionSettings, Probe, judge_episode
 from collab.plan import EpisodeSpec, episode_digest
 from collab.scenario import Loaded, load
@@ -187,7 +187,9 @@ class Runner:
                     episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight)
                     await self._episode(episode, checker, gate)
 
-                for specs in schedule.phases(self.store):  # stages first: later phases read their pools
+                for index, specs in enumerate(schedule.phases(self.store)):  # stages first: later phases read their pools
+                    if index:
+                        self.emit(PhaseStart(episodes=len(specs)))
                     async with asyncio.TaskGroup() as group:
                         for spec in specs:
                             await gate.acquire()
