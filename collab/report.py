@@ -17,6 +17,7 @@ from collab import plots
 from collab.display.style import point_label
 from collab.events import RunEnd, RunStart, TurnEvent
 from collab.paper.tables import paper_tables
+from collab.section import Section
 from collab.store import SUMMARY, EpisodeRecord, RunStore, StoreError, group_episodes
 from collab.summary import summarize
 from collab.verdicts import outcome, span_verdicts, values_by_boundary
@@ -24,17 +25,6 @@ from collab.verdicts import outcome, span_verdicts, values_by_boundary
 REPORT = "report.md"
 _STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{6}$")
 PLOTS = "plots"
-
-
-@dataclass
-class Section:
-    """One table. The first ``keys`` columns name a row; a comparison lines runs up on them."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    keys: int = 1
-    note: str = ""
 
 
 @dataclass
@@ -241,12 +231,7 @@ SECTIONS: list[Callable[[RunData], Section | None]] = [
     overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages,
 ]
 
-def twin_tests(summary: dict[str, Any]) -> list[Section]:
-    """Recoverability / guidability tables: models as rows, positions as columns, Avg last."""
-    return [Section(t.title, t.columns, t.rows, t.keys, t.note) for t in paper_tables(summary)]
-
-
-PAPER_TABLES: list[Callable[[dict[str, Any]], list[Section]]] = [twin_tests]
+PAPER_TABLES: list[Callable[[dict[str, Any]], list[Section]]] = [paper_tables]
 """Paper-style twin-test tables (recoverability, guidability), built from ``summary.json`` keys.
 
 Register a builder here: it takes the run's summary and returns its Sections (none when the keys it

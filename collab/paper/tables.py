@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass
-class PaperTable:
-    """One table, shaped like the report's sections: the first ``keys`` columns name a row."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    keys: int = 1
-    note: str = ""
+from collab.section import Section
 
 
 def label(key: str | None, value: Any) -> str:
@@ -31,7 +21,7 @@ def _percent(cell: dict[str, Any]) -> str:
     return text
 
 
-def paper_tables(summary: dict[str, Any], name: str = "Twin tests") -> list[PaperTable]:
+def paper_tables(summary: dict[str, Any], name: str = "Twin tests") -> list[Section]:
     """One table per subset and sweep key; empty when the run has no twin tests."""
     found = (summary or {}).get("twin_tests") or {}
     tables = []
@@ -45,7 +35,7 @@ def paper_tables(summary: dict[str, Any], name: str = "Twin tests") -> list[Pape
             note += f"; items per cell: {counts[0]}" + (f"–{counts[-1]}" if counts[-1] != counts[0] else "")
         if guided:
             note += "; (x): % of guide prefixes that already state the correct answer"
-        tables.append(PaperTable(
+        tables.append(Section(
             title=f"{name}: {entry['subset']} subset{by}",
             columns=["model", *(label(key, v) for v in entry["columns"]), "Avg"],
             rows=[[row["model"], *map(_percent, row["cells"]), _percent(row["avg"])] for row in entry["rows"]],
