@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -31,12 +30,6 @@ class Loaded:
     source: Source
     scenario: Scenario
     points: list[Point]
-
-    @property
-    def digest(self) -> str:
-        """Stable hash of the resolved scenario (what episodes are; not how fast they run)."""
-        data = self.scenario.model_dump(mode="json", exclude={"concurrency"})
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _sweep_path(data: dict[str, Any], key: str) -> str:
