@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
 from collab.data.errors import DataError
 from collab.engines.base import EngineStartError
+from collab.log.store import StoreError
 from collab.scenario import ScenarioError, load
-from collab.store import StoreError
 
 console = Console()
 errors = Console(stderr=True)
@@ -38,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from collab.scenario.topology import draw
+    from collab.scenario.graph import draw
 
     console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False, soft_wrap=True)
     return 0
@@ -54,9 +54,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from collab.display.progress import ProgressDisplay
     from collab.events import Event, RunStart
-    from collab.progress import ProgressDisplay
-    from collab.runner import RunOptions, parse_shard, simulate
+    from collab.sim.runner import RunOptions, parse_shard, simulate
 
     if args.path is None and args.resume is None:
         print("simulate needs a scenario file or --resume RUN", file=sys.stderr)
@@ -102,7 +102,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from collab.rejudging import rejudge
+    from collab.sim.rejudge import rejudge
 
     summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
     console.print_json(data=summary)
@@ -110,13 +110,13 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from collab.serve import main as serve
+    from collab.engines.http.serve import main as serve
 
     return serve(load(args.path, args.set).scenario.engines)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from collab.merge import merge
+    from collab.log.merge import merge
 
     path = merge([Path(run) for run in args.runs], Path(args.out))
     console.print(f"run: {path}", markup=False, highlight=False, soft_wrap=True)
@@ -124,8 +124,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from collab.replay import ReplayOptions, replay
-    from collab.select import SelectError
+    from collab.display.replay import ReplayOptions, replay
+    from collab.log.select import SelectError
 
     options = ReplayOptions(episode=args.episode, speed=args.speed, follow=args.follow, static=args.static,
                             where=args.where)
@@ -137,14 +137,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from collab.report import report
+    from collab.report.tables import report
 
     return report([Path(args.run), *map(Path, args.compare)], Path(args.out) if args.out else None, console)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from collab.select import SelectError
-    from collab.show import show
+    from collab.display.show import show
+    from collab.log.select import SelectError
 
     try:
         return show(Path(args.run), args.episode, Path(args.html) if args.html else None, console)

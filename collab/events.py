@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -134,7 +134,7 @@ class JudgeVerdict(Event):
 
 
 AnyEvent = Annotated[
-    Union[RunStart, PhaseStart, RunEnd, EpisodeStart, TurnEvent, InjectEvent, SeedEvent, EpisodeEnd, JudgeValue, JudgeVerdict],
+    RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue | JudgeVerdict,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -72,6 +72,11 @@ class Trace:
         return len(tokenizer.render_prompt(self.user_prompt, self.system))
 
     @property
+    def last_writer(self) -> str | None:
+        """The author of the last generated span (None before any)."""
+        return next((s.author for s in reversed(self.spans) if s.kind == "generated"), None)
+
+    @property
     def text(self) -> str:
         """The trace after the prompt: thinking and answer as one string."""
         return "".join(span.text for span in self.spans)

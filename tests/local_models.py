@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from collab.engines.base import GenerateRequest, RequestContext
-from collab.engines.local import LocalEngine
+from collab.engines.local.engine import LocalEngine
 
 torch.set_num_threads(1)
 

@@ -37,11 +37,7 @@ from aiohttp import web
 from collab.engines.base import Tokenizer
 
 FAULTS = ("5xx", "429", "reset", "stall", "torn", "garbage", "overlap", "error")
-WORDS = (
-    "the of to and a in is it that we so let me think about this number sum value answer "
-    "first then next square root equation solve check wait but if not equal more less two three "
-    "four five times plus minus divide total case step right left term prime factor integer"
-).split()
+WORDS = ["the", "of", "to", "and", "a", "in", "is", "it", "that", "we", "so", "let", "me", "think", "about", "this", "number", "sum", "value", "answer", "first", "then", "next", "square", "root", "equation", "solve", "check", "wait", "but", "if", "not", "equal", "more", "less", "two", "three", "four", "five", "times", "plus", "minus", "divide", "total", "case", "step", "right", "left", "term", "prime", "factor", "integer"]
 GENERATE_FIELDS = {
     "text", "input_ids", "input_embeds", "image_data", "audio_data", "sampling_params", "rid",
     "return_logprob", "logprob_start_len", "top_logprobs_num", "token_ids_logprob",

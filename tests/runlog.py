@@ -16,7 +16,7 @@ from collab.events import (
     SeedEvent,
     TurnEvent,
 )
-from collab.store import RunStore
+from collab.log.store import RunStore
 
 SPANS = (
     ("a", "turn", "Let x be the number of apples. Then 2x + 3 = 11.\n"),

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from collab.judge.answers import AnswerChecker, extract_answer, final_region, grade, response_text, stated_answer
+from collab.judge.answers import (
+    AnswerChecker,
+    extract_answer,
+    final_region,
+    grade,
+    response_text,
+    stated_answer,
+)
 from collab.trace import Span
 
 HANGS = "So the answer is $\\boxed{9^{9^{9^{9}}}}$."

@@ -14,11 +14,20 @@ import pytest_asyncio
 from collab.engines.base import Completion, EngineError, GenerateRequest
 from collab.engines.scripted import ScriptedEngine
 from collab.engines.tokenizers import ByteTokenizer
-from collab.events import EpisodeEnd, EpisodeStart, InjectEvent, JudgeValue, JudgeVerdict, TurnEvent
-from collab.judge import AnswerChecker, AttributionSettings, Probe, judge_episode, judge_run
+from collab.events import (
+    EpisodeEnd,
+    EpisodeStart,
+    InjectEvent,
+    JudgeValue,
+    JudgeVerdict,
+    TurnEvent,
+)
+from collab.judge import AnswerChecker, Probe, judge_episode
 from collab.judge.attribution import classify
 from collab.judge.values import FORCE_ANSWER
-from collab.store import RunStore
+from collab.log.store import RunStore
+from collab.scenario.judging import AttributionSettings
+from collab.sim.rejudge import judge_run
 from collab.trace import Span, Trace, cut
 
 GOLD = "42"

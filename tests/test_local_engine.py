@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from local_models import CharTokenizer, on_model, smol, tiny_engine
 
 from collab.engines import build_engine
 from collab.engines.base import EngineError, GenerateRequest
-from collab.engines.local import LocalEngine, locate, pick_dtype
-from collab.engines.scheduler import sample
+from collab.engines.local.engine import LocalEngine, locate, pick_dtype
+from collab.engines.local.scheduler import sample
 from collab.scenario.schema import LocalEngineConfig
-from local_models import CharTokenizer, on_model, smol, tiny_engine
 
 PROMPT = CharTokenizer().render_prompt("what is two plus three")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from collab.cli import main
-from collab.engines.local import LocalEngine
-from collab.store import RunStore
+from collab.engines.local.engine import LocalEngine
+from collab.log.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 GREEDY = ["--set", "agents.a.temperature=0", "--set", "agents.b.temperature=0", "--set", "agents.c.temperature=0",

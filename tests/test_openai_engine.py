@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 from protocol_server import FAULTS, ProtocolServer
 
-from collab.engines.base import Completion, Engine, EngineError, GenerateRequest, RequestContext
-from collab.engines.openai import OpenAIEngine
+from collab.engines.base import (
+    Completion,
+    Engine,
+    EngineError,
+    GenerateRequest,
+    RequestContext,
+)
+from collab.engines.http.openai import OpenAIEngine
 from collab.engines.tokenizers import HFTokenizer
 
 FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
@@ -111,7 +117,7 @@ async def test_servers_without_token_ids_are_re_encoded(qwen: HFTokenizer, qwen_
 async def test_every_request_ends_once_under_faults(qwen: HFTokenizer, qwen_path: str, kinds: tuple[str, ...]) -> None:
     retries, n = 4, 30
     rate = 0.2 if len(kinds) == 1 else 0.8 / len(kinds)
-    async with ProtocolServer(qwen, faults={k: rate for k in kinds}, fault_seed=11) as srv:
+    async with ProtocolServer(qwen, faults=dict.fromkeys(kinds, rate), fault_seed=11) as srv:
         engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, retries=retries, timeout_s=0.5, **FAST)
         requests = [req(prompt(qwen, i), episode=f"e{i}", max_new_tokens=8, seed=i) for i in range(n)]
         calls = asyncio.gather(*(engine.generate(r) for r in requests), return_exceptions=True)

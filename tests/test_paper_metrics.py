@@ -11,7 +11,7 @@ import pytest
 from collab.cli import main
 from collab.engines.base import GenerateRequest
 from collab.engines.scripted import ScriptedEngine
-from collab.paper.tables import paper_tables
+from collab.report.paper_tables import paper_tables
 
 GOLD = {"p1": "11", "p2": "22", "p3": "33", "p4": "44"}
 
@@ -87,7 +87,7 @@ def answer_with(rule):
 
 def run(folder: Path, scenario: str, monkeypatch: pytest.MonkeyPatch, rule) -> dict:
     (folder / "s.yaml").write_text(scenario)
-    monkeypatch.setattr("collab.runner.build_engine", answer_with(rule))
+    monkeypatch.setattr("collab.sim.runner.build_engine", answer_with(rule))
     out = folder / "runs"
     assert main(["simulate", str(folder / "s.yaml"), "--out", str(out), "--quiet"]) == 0
     (path,) = list(out.iterdir())

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.model
 
 def test_recoverability_on_smollm2_then_the_report_table(shared: Path, smol_gguf: Path, tmp_path: Path,
                                                          capsys) -> None:
-    pytest.importorskip("collab.engines.local")
+    pytest.importorskip("collab.engines.local.engine")
     out = tmp_path / "runs"
     args = ["simulate", str(ROOT / "scenarios/paper/recoverability.yaml"), "--model", str(smol_gguf), "--limit", "1",
             "--out", str(out), "--quiet", "--concurrency", "1",

@@ -13,11 +13,11 @@ from collab.cli import main
 from collab.data.pools import Trajectory
 from collab.engines.base import Completion, GenerateRequest
 from collab.engines.tokenizers import HFTokenizer, load_tokenizer
-from collab.episode import Episode
 from collab.events import Event
+from collab.log.store import RunStore
 from collab.scenario import load
-from collab.stages import Schedule
-from collab.store import RunStore
+from collab.sim.episode import Episode
+from collab.sim.stages import Schedule
 from collab.trace import boundary_before, ends_sentence
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from collab.cli import main
-from collab.store import EVENTS, RunStore
+from collab.log.store import EVENTS, RunStore
 
 BASE = """\
 name: t

@@ -9,8 +9,8 @@ import pytest
 
 from collab.data.errors import DataError
 from collab.data.pools import Pool, Trajectory
+from collab.data.subsets import choose, weighted_sample
 from collab.scenario.schema import SubsetConfig
-from collab.subsets import choose, weighted_sample
 
 
 def pool_with(rates: dict[str, dict[str, float]], samples: int = 8) -> Pool:

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from collab.display.progress import ProgressDisplay, RunStats
 from collab.events import EpisodeEnd, EpisodeStart, RunStart, TurnEvent
-from collab.progress import ProgressDisplay, RunStats
 
 
 def events() -> list:

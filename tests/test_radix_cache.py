@@ -7,10 +7,10 @@ import random
 
 import pytest
 import torch
-
-from collab.engines.local import LocalEngine
-from collab.engines.radix import RadixCache
 from local_models import episode, on_model, smol, tiny_engine
+
+from collab.engines.local.engine import LocalEngine
+from collab.engines.local.radix import RadixCache
 
 LAYERS, HEADS, DIM = 2, 2, 4
 PER_TOKEN = 2 * LAYERS * HEADS * DIM * 8  # float64 K and V per token

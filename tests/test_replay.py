@@ -22,13 +22,13 @@ from collab.display import player as player_module
 from collab.display.context import RunContext
 from collab.display.episode import Cursor, EpisodeView
 from collab.display.player import Player
+from collab.display.replay import ReplayOptions, replay
+from collab.display.show import episode_html
 from collab.display.style import clean
 from collab.events import EpisodeEnd, EpisodeStart
-from collab.logtail import LogTail
-from collab.replay import ReplayOptions, replay
-from collab.select import SelectError, Where, find, select
-from collab.show import episode_html
-from collab.store import RunStore
+from collab.log.select import SelectError, Where, find, select
+from collab.log.store import RunStore
+from collab.log.tail import LogTail
 
 
 @pytest.fixture

@@ -13,8 +13,16 @@ from rich.console import Console
 from runlog import demo_run
 
 from collab import cli
-from collab.plots import DPI, FIGSIZE
-from collab.report import RunData, Section, combine, merge, sections, short_names, wilson
+from collab.report.plots import DPI, FIGSIZE
+from collab.report.tables import (
+    RunData,
+    Section,
+    combine,
+    merge,
+    sections,
+    short_names,
+    wilson,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (int(FIGSIZE[1] * DPI), int(FIGSIZE[0] * DPI))
@@ -75,7 +83,7 @@ def test_judge_figures_reach_tables_and_value_plot(judged: Path, tmp_path: Path)
 
 def test_compare_puts_runs_side_by_side(dry_run: Path, judged: Path, tmp_path: Path) -> None:
     console = Console(record=True, width=200, file=io.StringIO())
-    from collab.report import report
+    from collab.report.tables import report
 
     assert report([dry_run, judged], tmp_path, console) == 0
     text = console.export_text()

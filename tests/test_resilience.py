@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from collab.cli import main
-from collab.store import RunStore
+from collab.log.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAY = str(ROOT / "scenarios/relay.yaml")

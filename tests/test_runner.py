@@ -11,9 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-
 from collab.cli import main
-from collab.store import RunStore
+from collab.log.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

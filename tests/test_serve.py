@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from collab.serve import Launch, ServeError, launches, main, serve
+from collab.engines.http.serve import Launch, ServeError, launches, main, serve
 
 FAKE_LAUNCH_SERVER = """\
 import argparse, http.server, json, os, pathlib, sys

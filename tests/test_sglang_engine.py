@@ -14,9 +14,15 @@ from typing import Any
 import pytest
 from protocol_server import FAULTS, ProtocolServer, RadixTree, common_prefix
 
-from collab.engines.base import Completion, Engine, EngineError, GenerateRequest, RequestContext
-from collab.engines.http import RequestFailed, pool_size, sse_data
-from collab.engines.sglang import SGLangEngine
+from collab.engines.base import (
+    Completion,
+    Engine,
+    EngineError,
+    GenerateRequest,
+    RequestContext,
+)
+from collab.engines.http.client import RequestFailed, pool_size, sse_data
+from collab.engines.http.sglang import SGLangEngine
 from collab.engines.tokenizers import HFTokenizer
 
 FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
@@ -296,7 +302,7 @@ async def test_every_request_ends_once_under_faults(
     EngineError, after at most retries+1 attempts, and no attempt follows a success."""
     retries, n = 4, 40
     rate = 0.2 if len(kinds) == 1 else 0.8 / len(kinds)
-    async with ProtocolServer(qwen, faults={k: rate for k in kinds}, fault_seed=7) as srv:
+    async with ProtocolServer(qwen, faults=dict.fromkeys(kinds, rate), fault_seed=7) as srv:
         engine = SGLangEngine(
             "sg", url=srv.url, tokenizer=qwen_path, stream=stream, retries=retries, timeout_s=0.5, **FAST
         )
@@ -487,7 +493,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def relay_on(servers: list[ProtocolServer], qwen_path: str, out: Path, problems: int, **engine: Any) -> Any:
     """The relay scenario (5 samples per problem) on an sglang engine pointed at ``servers``."""
-    from collab.runner import RunOptions, simulate
+    from collab.sim.runner import RunOptions, simulate
 
     config = {"kind": "sglang", "urls": [s.url for s in servers], "tokenizer": qwen_path, "backoff_s": 0.001, **engine}
     overrides = [f"engines.small={json.dumps(config)}"]
@@ -498,7 +504,7 @@ async def relay_on(servers: list[ProtocolServer], qwen_path: str, out: Path, pro
 async def test_relay_scenario_extends_every_request_and_hits_the_cache(
     qwen: HFTokenizer, qwen_path: str, tmp_path: Path
 ) -> None:
-    from collab.store import RunStore
+    from collab.log.store import RunStore
 
     servers = [ProtocolServer(qwen), ProtocolServer(qwen)]
     for s in servers:
@@ -520,9 +526,9 @@ async def test_relay_scenario_extends_every_request_and_hits_the_cache(
 async def test_relay_scenario_under_faults_ends_every_episode_once(
     qwen: HFTokenizer, qwen_path: str, tmp_path: Path
 ) -> None:
-    from collab.store import RunStore
+    from collab.log.store import RunStore
 
-    server = ProtocolServer(qwen, faults={kind: 0.025 for kind in FAULTS}, fault_seed=3)
+    server = ProtocolServer(qwen, faults=dict.fromkeys(FAULTS, 0.025), fault_seed=3)
     await server.start()
     result = await relay_on([server], qwen_path, tmp_path, problems=4, timeout_s=0.5)
     await server.stop()

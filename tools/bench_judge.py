@@ -11,9 +11,9 @@ timeout), and prints both rates, their ratio and the agreement with the recorded
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
 import json
+import logging
 import os
 import time
 from pathlib import Path

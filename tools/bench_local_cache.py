@@ -24,18 +24,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collab import runner  # noqa: E402
 from collab.engines.base import Completion, GenerateRequest  # noqa: E402
-from collab.engines.local import LocalEngine, LocalStats  # noqa: E402
+from collab.engines.local.engine import LocalEngine, LocalStats  # noqa: E402
+from collab.sim import runner  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "relay.yaml"
 ENGINE = "small"

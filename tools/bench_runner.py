@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import collab.runner
+import collab.sim.runner
 from collab.engines.base import Completion, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer
-from collab.runner import RunOptions, simulate
+from collab.sim.runner import RunOptions, simulate
 
 SCENARIO = """\
 name: bench
@@ -109,7 +109,7 @@ def main() -> None:
         engines[-1].expected = problems * samples
         return engines[-1]
 
-    collab.runner.build_engine = build
+    collab.sim.runner.build_engine = build
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with open(root / "problems.jsonl", "w") as handle:

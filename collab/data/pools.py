@@ -6,12 +6,10 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from collab.data.errors import DataError
 from collab.data.jsonl import read_rows, require
 from collab.data.problems import MathProblem
-from collab.store import EpisodeRecord
 
 THINK_CLOSE = "</think>"
 
@@ -118,19 +116,3 @@ def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
                 problem=str(row.get("problem") or ""),
             ))
     return Pool(name, trajectories)
-
-
-def episode_trajectories(records: Iterable[EpisodeRecord], stage: str | None) -> list[Trajectory]:
-    """Finished episodes of ``stage`` (None: the main episodes) as trajectories, credited to their last writer."""
-    trajectories = []
-    for record in records:
-        if record.start.stage != stage or record.end is None or record.end.status != "ok":
-            continue
-        writer = next((s.agent for s in reversed(record.spans) if s.kind == "generated"), None)
-        if writer is None:
-            continue
-        trajectories.append(Trajectory(
-            problem_id=record.start.problem_id, agent=writer, text="".join(s.text for s in record.spans),
-            correct=record.end.correct, answer=record.start.gold, problem=record.start.problem,
-        ))
-    return trajectories

@@ -1,4 +1,4 @@
 """Terminal rendering of runs: Rich renderables and the pieces the replay is made of.
 
-Nothing in the core imports this package; it reads runs through ``collab.store``.
+Nothing in the core imports this package; it reads runs through ``collab.log.store``.
 """

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from collab.display.graph import Topology
 from collab.display.style import Palette
-from collab.display.topology import Topology
+from collab.log.store import SCENARIO, EpisodeRecord
 from collab.scenario import ScenarioError, load
-from collab.store import SCENARIO, EpisodeRecord
 
 
 @dataclass

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
-from typing import Hashable
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.layout import Layout
@@ -14,13 +14,14 @@ from rich.table import Table
 from rich.text import Text
 
 from collab.display.context import RunContext
-from collab.display.style import KIND_BADGES, clean, mark, point_label
+from collab.display.graph import TopologyView
+from collab.display.style import KIND_BADGES, clean, mark
 from collab.display.tail import Block, Lines, Scroll, Tail
 from collab.display.timeline import Timeline
-from collab.display.topology import TopologyView
 from collab.events import JudgeVerdict, SpanEvent
-from collab.store import EpisodeRecord
-from collab.verdicts import outcome, span_verdicts, values_by_boundary
+from collab.log.store import EpisodeRecord
+from collab.log.verdicts import marked_spans, outcome, values_by_boundary
+from collab.scenario.sweep import point_label
 
 SIDE_WIDTH = 40
 WIDE = 100
@@ -59,7 +60,7 @@ class TraceView:
     def blocks(self) -> list[Block]:
         record = self.record
         values = values_by_boundary(record.values)
-        verdicts = span_verdicts(record.verdicts)
+        verdicts = marked_spans(record.verdicts)
         judged = (len(record.values), len(record.verdicts))
         blocks: list[Block] = []
         if 0 in values:

@@ -9,9 +9,9 @@ from rich.text import Text
 from collab.display.context import RunContext
 from collab.display.episode import Cursor, EpisodeView
 from collab.display.tail import Scroll
-from collab.logtail import LogTail
-from collab.select import Where, find, select
-from collab.store import EpisodeRecord
+from collab.log.select import Where, find, select
+from collab.log.store import EpisodeRecord
+from collab.log.tail import LogTail
 
 HOLD_S = 2.0
 """Seconds a finished episode stays on screen before the next one starts."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from rich.style import Style
 
@@ -74,12 +75,3 @@ class Palette:
     @property
     def agents(self) -> list[str]:
         return list(self._colours)
-
-
-def point_label(point: dict[str, Any]) -> str:
-    """``tokens=32`` for ``{"graph.turns.solver.until.tokens": 32}``; full keys where short ones clash."""
-    if not point:
-        return "-"
-    short = [key.rsplit(".", 1)[-1] for key in point]
-    names = short if len(set(short)) == len(short) else list(point)
-    return ", ".join(f"{name}={value}" for name, value in zip(names, point.values()))

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from collab.display.style import Palette, mark
 from collab.events import JudgeValue, JudgeVerdict, SpanEvent
-from collab.verdicts import span_verdicts, values_by_boundary
+from collab.log.verdicts import marked_spans, values_by_boundary
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -29,7 +29,7 @@ class Timeline:
                  palette: Palette, boundaries: int) -> None:
         self.spans = spans
         self.values = values_by_boundary(values)
-        self.verdicts = span_verdicts(verdicts)
+        self.verdicts = marked_spans(verdicts)
         self.palette = palette
         self.boundaries = boundaries
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from collab.engines.base import Completion, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from collab.events import JudgeValue, JudgeVerdict
 from collab.judge.answers import AnswerChecker, Grade, extract_answer, response_text
-from collab.judge.attribution import injection_outcome, last_writer, span_verdicts
-from collab.judge.settings import AttributionSettings
+from collab.judge.attribution import injection_outcome, span_verdicts
 from collab.judge.values import Probe, answer_values, outcome_value, rollout_values
+from collab.scenario.judging import AttributionSettings
 from collab.trace import Trace
 
 
@@ -25,7 +25,7 @@ class Judgement:
 
 def pick_probe(trace: Trace, attribution: AttributionSettings, probes: Mapping[str, Probe]) -> Probe | None:
     """The configured probe agent, else the episode's last writer (``None`` if nobody wrote)."""
-    name = attribution.probe or last_writer(trace)
+    name = attribution.probe or trace.last_writer
     if name is None:
         return None
     if name not in probes:

@@ -61,7 +61,7 @@ class _Slot:
         self.proc = proc
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), start_timeout_s)  # type: ignore[union-attr]
-        except asyncio.TimeoutError:
+        except TimeoutError:
             line = b""
         except BaseException:
             self.kill()
@@ -84,7 +84,7 @@ class _Slot:
             proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.kill()
         for dead in self._dead:
@@ -122,7 +122,7 @@ class WorkerPool:
             assert proc.stdin is not None and proc.stdout is not None
             try:
                 line = await asyncio.wait_for(self._exchange(proc, task), self.timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise WorkerTimeout(f"no reply within {self.timeout_s:g} s") from None
             except (BrokenPipeError, ConnectionResetError):
                 line = b""

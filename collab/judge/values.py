@@ -23,7 +23,7 @@ from typing import Any
 from collab.engines.base import Engine, EngineError, GenerateRequest, RequestContext
 from collab.events import JudgeValue
 from collab.judge.answers import AnswerChecker, Grade, response_text, stated_answer
-from collab.judge.settings import AttributionSettings
+from collab.scenario.judging import AttributionSettings
 from collab.trace import Span, Trace
 
 FORCE_ANSWER = "The final answer is $\\boxed{"

@@ -10,7 +10,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from collab.scenario.errors import Loc, Problem, ScenarioError, dotted, fields_at, unknown_key_message
+from collab.scenario.errors import (
+    Loc,
+    Problem,
+    ScenarioError,
+    dotted,
+    fields_at,
+    unknown_key_message,
+)
 from collab.scenario.schema import Scenario
 
 
@@ -92,10 +99,7 @@ def data_path(data: Any, loc: Loc) -> Loc:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
             current = current[part]
             path.append(part)
     return tuple(path)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from collab.judge.settings import JudgeSettings
+from collab.scenario.judging import JudgeSettings
 
 Align = Literal["sentence", "paragraph", "token"]
 DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -93,7 +100,7 @@ class ScriptedEngineConfig(Strict):
 
 
 EngineConfig = Annotated[
-    Union[LocalEngineConfig, SGLangEngineConfig, OpenAIEngineConfig, ScriptedEngineConfig],
+    LocalEngineConfig | SGLangEngineConfig | OpenAIEngineConfig | ScriptedEngineConfig,
     Field(discriminator="kind"),
 ]
 

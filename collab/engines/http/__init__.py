@@ -1,0 +1,1 @@
+"""collab/engines/http"""

@@ -1,0 +1,468 @@
+"""What the HTTP engines share: one aiohttp session, retries with backoff, sticky routing, warm-up, stats.
+
+:class:`HTTPEngine` owns the plumbing; a subclass says how one attempt is sent and parsed
+(:meth:`HTTPEngine._attempt`). Every failure of an attempt is a :class:`RequestFailed` whose
+``kind`` decides whether to retry and whether it counts against the server's health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import time
+import zlib
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+
+from collab.engines.base import (
+    Completion,
+    EngineError,
+    GenerateRequest,
+    RequestContext,
+    Tokenizer,
+)
+
+KEEPALIVE_S = 4.0
+"""Idle pooled connections are dropped before SGLang's server (uvicorn, 5 s) closes them."""
+MAX_BACKOFF_S = 30.0
+FAIL_LIMIT = 3
+"""Consecutive failures after which a server is probed, and marked down if the probe fails too."""
+DOWN_S = 30.0
+"""How long a server marked down receives no new episodes (then it is tried again)."""
+HEALTH_POLL_S = 0.25
+WARMED_KEYS = 65536
+SERVER_FAULTS = frozenset({"timeout", "connection", "torn", "http_5xx"})
+"""Failure kinds that say something about the server's health: not 429, bad requests, or a
+disconnection before any answer (what an idle keep-alive connection closed by the server gives)."""
+
+
+class RequestFailed(EngineError):
+    """One attempt failed. ``kind``: timeout, connection, disconnected, torn, http_5xx, http_429,
+    http_4xx, bad_response, server_error (an error the server reported in a stream)."""
+
+    def __init__(self, message: str, *, kind: str, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    """Attempts sent to this server (warm-ups and retries included)."""
+    failures: int = 0
+    marked_down: int = 0
+
+
+@dataclass
+class EngineStats:
+    """Counters a runner or benchmark reads (``engine.stats``) and writes into its summary."""
+
+    requests: int = 0
+    """``generate`` calls."""
+    ok: int = 0
+    failed: int = 0
+    """Calls that raised :class:`EngineError` (after their retries)."""
+    cancelled: int = 0
+    aborted: int = 0
+    """Completions the server ended with ``finish_reason == "abort"``."""
+    attempts: int = 0
+    retries: int = 0
+    warmups: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """As reported by the server, over successful ``generate`` calls (warm-ups excluded)."""
+    completion_tokens: int = 0
+    warmup_prefill_tokens: int = 0
+    """Prompt tokens the warm-up requests made the server compute (not reported as cached)."""
+    trimmed_output_ids: int = 0
+    """Responses whose ``output_ids`` overlapped the prompt (a known SGLang bug) and were trimmed."""
+    retokenized: int = 0
+    """Responses without token ids whose text had to be re-encoded (servers that cannot return ids)."""
+    errors: Counter[str] = field(default_factory=Counter)
+    """Failed attempts by kind."""
+    servers: dict[str, ServerStats] = field(default_factory=dict)
+
+    @property
+    def prefilled_tokens(self) -> int:
+        """Prompt tokens the servers had to compute: not cached, plus the warm-ups'."""
+        return self.prompt_tokens - self.cached_tokens + self.warmup_prefill_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["errors"] = dict(self.errors)
+        out["prefilled_tokens"] = self.prefilled_tokens
+        return out
+
+
+@dataclass(eq=False)
+class Server:
+    url: str
+    stats: ServerStats
+    failures: int = 0
+    """Consecutive failures counting against health."""
+    down_until: float = 0.0
+    probe: asyncio.Future[bool] | None = None
+
+
+def pool_size(max_connections: int) -> int:
+    """Connections the pool may open: ``max_connections``, within half the process's file descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1, min(max_connections, soft // 2)) if soft > 0 else max(1, max_connections)
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    return url if "://" in url else f"http://{url}"
+
+
+def loads(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as e:
+        raise RequestFailed(f"unparseable JSON from the server ({e})", kind="bad_response") from None
+
+
+def error_message(body: bytes) -> str:
+    """The message in an error body: ``{"error": {"message"}}``, ``{"message"}``, ``{"detail"}`` or text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:2000]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("detail") or err)[:2000]
+        return str(err)[:2000]
+    return str(data)[:2000]
+
+
+def status_error(status: int, body: bytes, headers: Any) -> RequestFailed:
+    message = f"HTTP {status}: {error_message(body) or 'no message'}"
+    if status == 429:
+        return RequestFailed(message, kind="http_429", retry_after=_seconds(headers.get("Retry-After")))
+    if status >= 500:
+        return RequestFailed(message, kind="http_5xx")
+    if status == 408:
+        return RequestFailed(message, kind="timeout")
+    return RequestFailed(message, kind="http_4xx", retryable=False)
+
+
+def transport_error(exc: BaseException, timeout_s: float) -> RequestFailed:
+    if isinstance(exc, TimeoutError):
+        return RequestFailed(f"no answer within {timeout_s:g}s", kind="timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return RequestFailed(f"response cut short ({exc})", kind="torn")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return RequestFailed(f"invalid URL {exc}", kind="connection", retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return RequestFailed(f"cannot connect: {exc}", kind="connection")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        # mostly a pooled keep-alive connection that the server had closed: the request never got there
+        return RequestFailed(f"connection closed ({type(exc).__name__}: {exc})", kind="disconnected")
+    return RequestFailed(f"{type(exc).__name__}: {exc}", kind="connection")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The payloads of a server-sent-events body's ``data:`` lines, of any length."""
+    buf = bytearray()
+    async for chunk in resp.content.iter_any():
+        start = len(buf)  # the buffer holds no newline before the new bytes
+        buf += chunk
+        begin, pos = 0, buf.find(b"\n", start)
+        while pos != -1:
+            line = bytes(buf[begin:pos]).rstrip(b"\r")
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+            begin, pos = pos + 1, buf.find(b"\n", pos + 1)
+        del buf[:begin]
+    if buf.startswith(b"data:"):
+        yield bytes(buf[5:]).strip()
+
+
+class HTTPEngine:
+    """Base of the engines that talk to inference servers over HTTP.
+
+    Routing: each episode sticks to one server (a stable hash of its id); a server that keeps
+    failing and fails a health probe is marked down for a while and its episodes move to a live one.
+    Warm-up: before the first turn of an episode and before rollouts, the same prompt is sent with
+    one new token, once per distinct prompt and server, while the requests that share it wait; then
+    they all hit the server's prefix cache instead of each computing the prefix.
+    """
+
+    kind: ClassVar[str] = "http"
+
+    def __init__(
+        self,
+        name: str,
+        urls: Sequence[str],
+        *,
+        tokenizer: Tokenizer,
+        timeout_s: float,
+        retries: int,
+        backoff_s: float,
+        max_connections: int,
+        health_timeout_s: float,
+        api_key_env: str | None,
+    ) -> None:
+        self.name = name
+        self.tokenizer = tokenizer
+        self.timeout_s = timeout_s
+        self.retries = max(0, retries)
+        self.backoff_s = backoff_s
+        self.max_connections = max_connections
+        self.health_timeout_s = health_timeout_s
+        self.api_key_env = api_key_env
+        self.stats = EngineStats()
+        self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in urls]
+        self._moved: dict[str, int] = {}
+        self._episodes: set[str] = set()
+        self._warming: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._warmed: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout_s, sock_read=timeout_s)
+
+    # -- the subclass's part --------------------------------------------------------------
+
+    async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
+        """Send one attempt; raise :class:`RequestFailed` on any failure."""
+        raise NotImplementedError
+
+    async def _abort(self, server: Server, rid: str) -> None:
+        """Ask the server to stop working on ``rid`` (best effort)."""
+
+    # -- public ---------------------------------------------------------------------------
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        """One completion, retried with backoff on transient faults; :class:`EngineError` when it fails."""
+        if request.n != 1:
+            raise EngineError(
+                f"engine {self.name!r} returns one completion per request (n={request.n})", retryable=False
+            )
+        stats = self.stats
+        stats.requests += 1
+        started = time.perf_counter()
+        ctx = request.context
+        try:
+            if self._wants_warmup(ctx):
+                await self._warm(self._route(ctx.episode_id), request)
+            attempt = 0
+            while True:
+                server = self._route(ctx.episode_id)
+                try:
+                    completion = await self._send(server, request, f"{_rid()}-{attempt}", warmup=False)
+                    break
+                except EngineError as e:
+                    if not e.retryable or attempt == self.retries:
+                        stats.failed += 1
+                        raise EngineError(
+                            f"{e} (server {server.url}, {attempt + 1} attempt{'s' * (attempt > 0)})",
+                            retryable=e.retryable,
+                        ) from e
+                    stats.retries += 1
+                    await asyncio.sleep(self._backoff(attempt, getattr(e, "retry_after", None)))
+                    attempt += 1
+        except asyncio.CancelledError:
+            stats.cancelled += 1
+            raise
+        completion.latency_s = time.perf_counter() - started
+        completion.server = server.url
+        stats.ok += 1
+        if completion.finish_reason == "abort":
+            stats.aborted += 1
+        stats.prompt_tokens += completion.prompt_tokens
+        stats.cached_tokens += completion.cached_tokens
+        stats.completion_tokens += len(completion.token_ids)
+        return completion
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        """The engine's one session (created on first use, inside the running loop)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=pool_size(self.max_connections), limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    def headers(self) -> dict[str, str]:
+        """Request headers; the API key is read from its environment variable now, never stored."""
+        if not self.api_key_env:
+            return {}
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise EngineError(
+                f"engine {self.name!r}: environment variable {self.api_key_env} is not set", retryable=False
+            )
+        return {"Authorization": f"Bearer {key}"}
+
+    async def get_json(self, url: str, timeout_s: float | None = None) -> tuple[int, Any]:
+        """GET ``url``: (status, parsed JSON body or None)."""
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        async with self.session().get(url, headers=self.headers(), timeout=timeout) as resp:
+            body = await resp.read()
+        try:
+            return resp.status, json.loads(body) if body else None
+        except ValueError:
+            return resp.status, None
+
+    async def wait_healthy(self, url: str, hint: str) -> None:
+        """Poll ``url`` until it answers 200, or raise a clear error at the deadline."""
+        deadline = time.monotonic() + self.health_timeout_s
+        last = "no answer"
+        while True:
+            try:
+                status, _ = await self.get_json(url, timeout_s=max(0.1, min(5.0, deadline - time.monotonic())))
+                if status == 200:
+                    return
+                if status in (401, 403):
+                    raise EngineError(
+                        f"engine {self.name!r}: {url} refused the API key (HTTP {status})", retryable=False
+                    )
+                last = f"HTTP {status}" + (" (still starting)" if status == 503 else "")
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            if time.monotonic() >= deadline:
+                raise EngineError(
+                    f"engine {self.name!r}: no healthy server at {url} after {self.health_timeout_s:g}s "
+                    f"(last: {last}). {hint}",
+                    retryable=False,
+                )
+            await asyncio.sleep(min(HEALTH_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    async def _send(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
+        """One attempt with its bookkeeping: stats, server health, aborts on timeout and cancellation."""
+        self.stats.attempts += 1
+        server.stats.requests += 1
+        try:
+            completion = await self._attempt(server, request, rid, warmup=warmup)
+        except asyncio.CancelledError:
+            self._background(self._abort(server, rid))
+            raise
+        except RequestFailed as e:
+            self.stats.errors[e.kind] += 1
+            if e.kind == "timeout":
+                self._background(self._abort(server, rid))
+            if e.kind in SERVER_FAULTS:
+                server.stats.failures += 1
+                server.failures += 1
+                if server.failures >= FAIL_LIMIT and len(self.servers) > 1:
+                    await self._probe(server)
+            raise
+        server.failures = 0
+        return completion
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), at least ``Retry-After``."""
+        delay = min(MAX_BACKOFF_S, self.backoff_s * 2**attempt)
+        delay = delay / 2 + random.uniform(0, delay / 2)
+        return min(MAX_BACKOFF_S, max(delay, retry_after or 0.0))
+
+    def _background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def _route(self, episode_id: str) -> Server:
+        """The episode's server: sticky by a stable hash, moved (for good) when its server is down."""
+        servers = self.servers
+        if len(servers) == 1:
+            return servers[0]
+        h = zlib.crc32(episode_id.encode())
+        index = self._moved.get(episode_id, h % len(servers))
+        now = time.monotonic()
+        if servers[index].down_until <= now:
+            return servers[index]
+        live = [i for i, s in enumerate(servers) if s.down_until <= now]
+        if not live:
+            return servers[index]
+        self._moved[episode_id] = live[h % len(live)]
+        return servers[self._moved[episode_id]]
+
+    async def _probe(self, server: Server) -> None:
+        """Check a failing server's health once for everyone; mark it down if it does not answer."""
+        if server.probe is None:
+            server.probe = asyncio.ensure_future(self._healthy(server))
+        probe = server.probe
+        healthy = await asyncio.shield(probe)
+        if server.probe is probe:
+            server.probe = None
+            server.failures = 0
+            if not healthy and server.down_until <= time.monotonic():
+                server.down_until = time.monotonic() + DOWN_S
+                server.stats.marked_down += 1
+
+    async def _healthy(self, server: Server) -> bool:
+        try:
+            status, _ = await self.get_json(server.url + self._health_path(), timeout_s=min(5.0, self.timeout_s))
+            return status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    def _health_path(self) -> str:
+        return "/health"
+
+    # -- warm-up --------------------------------------------------------------------------
+
+    def _wants_warmup(self, ctx: RequestContext) -> bool:
+        """Rollouts, and the first turn of an episode (K samples and sweep points share it)."""
+        if ctx.purpose == "rollout":
+            return True
+        if ctx.purpose != "turn" or ctx.episode_id in self._episodes:
+            return False
+        self._episodes.add(ctx.episode_id)
+        return True
+
+    async def _warm(self, server: Server, request: GenerateRequest) -> None:
+        """Have ``server`` compute this prompt once; concurrent requests for it wait for that."""
+        key = (server.url, hash(tuple(request.input_ids)))
+        if key in self._warmed:
+            self._warmed.move_to_end(key)
+            return
+        future = self._warming.get(key)
+        if future is None:
+            future = self._warming[key] = asyncio.ensure_future(self._warmup(server, request, key))
+        await asyncio.shield(future)
+
+    async def _warmup(self, server: Server, request: GenerateRequest, key: tuple[str, int]) -> None:
+        probe = GenerateRequest(request.input_ids, max_new_tokens=1, temperature=0.0, context=request.context)
+        try:
+            completion = await self._send(server, probe, f"{_rid()}-warmup", warmup=True)
+        except EngineError:
+            return  # the waiting requests go ahead and meet the fault themselves
+        finally:
+            del self._warming[key]
+        self.stats.warmups += 1
+        self.stats.warmup_prefill_tokens += completion.prompt_tokens - completion.cached_tokens
+        self._warmed[key] = None
+        if len(self._warmed) > WARMED_KEYS:
+            self._warmed.popitem(last=False)
+
+
+def _rid() -> str:
+    return f"collab-{os.urandom(8).hex()}"

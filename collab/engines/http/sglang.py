@@ -1,0 +1,265 @@
+"""SGLang servers through their native ``POST /generate`` API, with token ids in and out.
+
+Requests carry ``input_ids`` (never text) and explicit sampling parameters, keep special tokens and
+stop strings in the output (``skip_special_tokens: false``, ``no_stop_trim: true``) and have their own
+``rid`` so that a cancelled request is aborted on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
+from collab.engines.http.client import (
+    HTTPEngine,
+    RequestFailed,
+    Server,
+    loads,
+    normalize_url,
+    sse_data,
+    status_error,
+    transport_error,
+)
+from collab.engines.tokenizers import load_tokenizer
+
+LAUNCH_HINT = (
+    "Start it with `python -m sglang.launch_server --model-path MODEL --port PORT` or `collab serve SCENARIO`."
+)
+SERVER_FIELDS = (
+    "model_path",
+    "tokenizer_path",
+    "served_model_name",
+    "schedule_policy",
+    "page_size",
+    "radix_eviction_policy",
+    "chunked_prefill_size",
+    "max_running_requests",
+    "max_total_num_tokens",
+    "max_req_input_len",
+    "context_length",
+    "tp_size",
+    "dp_size",
+    "stream_interval",
+    "incremental_streaming_output",
+    "enable_deterministic_inference",
+    "random_seed",
+)
+"""``/server_info`` fields worth a manifest; the rest (which may hold secrets such as ``api_key``) is left out."""
+MODEL_FIELDS = ("model_path", "tokenizer_path", "weight_version", "is_generation")
+
+
+class SGLangEngine(HTTPEngine):
+    """An engine backed by one or more SGLang servers (``python -m sglang.launch_server``)."""
+
+    kind = "sglang"
+
+    def __init__(
+        self,
+        name: str,
+        url: str | None = None,
+        urls: Sequence[str] | None = None,
+        model: str | None = None,
+        tokenizer: str | None = None,
+        thinking: bool | None = None,
+        stream: bool = False,
+        timeout_s: float = 600,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        max_connections: int = 4096,
+        health_timeout_s: float = 300,
+        port: int | None = None,
+        launch_args: Sequence[str] = (),
+        api_key_env: str | None = None,
+    ) -> None:
+        """``url``/``urls``: the servers (default ``http://127.0.0.1:PORT``); ``model``: the model path the
+        servers run (tokenizer source, and what ``collab serve`` launches); ``tokenizer``: a local folder
+        that overrides it.
+        ``timeout_s`` bounds each wait for the server (a whole non-streaming answer, or the gap between
+        streamed chunks); ``retries`` counts attempts after the first."""
+        found = [*(urls or ()), *([url] if url else [])] or ([f"http://127.0.0.1:{port}"] if port else [])
+        if not found:
+            raise ValueError(f"engine {name!r}: give `url`, `urls` or `port`")
+        if not (tokenizer or model):
+            raise ValueError(f"engine {name!r}: give `model` or `tokenizer` (for the token ids it sends)")
+        super().__init__(
+            name,
+            list(dict.fromkeys(normalize_url(u) for u in found)),
+            tokenizer=load_tokenizer(tokenizer or model, thinking=thinking),
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            max_connections=max_connections,
+            health_timeout_s=health_timeout_s,
+            api_key_env=api_key_env,
+        )
+        self.model = model
+        self.stream = stream
+        self.seeded: set[str] = set()
+        """Servers that apply per-request seeds (launched with ``--enable-deterministic-inference``)."""
+        self.port = port
+        self.launch_args = list(launch_args)
+
+    async def open(self) -> dict[str, Any]:
+        """Wait until every server is healthy and describe them (version, model, cache settings)."""
+        await asyncio.gather(*(self.wait_healthy(s.url + "/health", LAUNCH_HINT) for s in self.servers))
+        servers = await asyncio.gather(*(self._describe(s.url) for s in self.servers))
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "model": self.model,
+            "tokenizer": self.tokenizer.key,
+            "stream": self.stream,
+            "urls": [s.url for s in self.servers],
+            "servers": servers,
+        }
+
+    async def _describe(self, url: str) -> dict[str, Any]:
+        info = await self._first_json(url, "/server_info", "/get_server_info")
+        model = await self._first_json(url, "/model_info", "/get_model_info")
+        out: dict[str, Any] = {"url": url, "version": info.get("version")}
+        out.update({k: info[k] for k in SERVER_FIELDS if k in info})
+        if "disable_radix_cache" in info:
+            out["radix_cache"] = not info["disable_radix_cache"]
+        if info.get("enable_deterministic_inference"):
+            self.seeded.add(url)
+        out.update({k: model[k] for k in MODEL_FIELDS if k in model})
+        return out
+
+    async def _first_json(self, url: str, *paths: str) -> dict[str, Any]:
+        """The first of ``paths`` that answers with a JSON object (newer, then older SGLang names)."""
+        for path in paths:
+            try:
+                status, data = await self.get_json(url + path)
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if status == 200 and isinstance(data, dict):
+                return data
+        return {}
+
+    def payload(self, request: GenerateRequest, rid: str, *, stream: bool, seeded: bool) -> dict[str, Any]:
+        """The ``/generate`` body for ``request``; ``seeded``: send its seed (``sampling_seed``), which
+        only servers in deterministic mode apply and servers older than it reject."""
+        params: dict[str, Any] = {
+            "max_new_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "top_k": request.top_k,
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
+            "no_stop_trim": True,
+        }
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.stop_token_ids:
+            params["stop_token_ids"] = list(request.stop_token_ids)
+        if seeded and request.seed is not None:
+            params["sampling_seed"] = request.seed
+        return {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
+
+    async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
+        stream = self.stream and not warmup
+        body = self.payload(request, rid, stream=stream, seeded=server.url in self.seeded)
+        try:
+            async with self.session().post(server.url + "/generate", json=body, headers=self.headers()) as resp:
+                if resp.status != 200:
+                    raise status_error(resp.status, await resp.read(), resp.headers)
+                if stream:
+                    return self._completion(*await self._read_stream(resp))
+                return self._completion(loads(await resp.read()), None)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise transport_error(e, self.timeout_s) from None
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> tuple[dict[str, Any], list[int]]:
+        """The last chunk of an SSE answer and every output id, whether chunks are cumulative or incremental."""
+        ids: list[int] = []
+        last: dict[str, Any] | None = None
+        async for data in sse_data(resp):
+            if data == b"[DONE]":
+                break
+            chunk = loads(data)
+            if not isinstance(chunk, dict):
+                raise RequestFailed(f"unexpected stream chunk {str(chunk)[:200]}", kind="bad_response")
+            if "error" in chunk:
+                raise _stream_error(chunk["error"])
+            new = chunk.get("output_ids") or []
+            done = (chunk.get("meta_info") or {}).get("completion_tokens")
+            # completion_tokens counts every output token so far: a chunk that holds at least
+            # that many ids carries them all (cumulative); otherwise it carries the new ones.
+            if isinstance(done, int) and len(new) >= done:
+                ids = list(new)
+            else:
+                ids.extend(new)
+            last = chunk
+        if last is None or (last.get("meta_info") or {}).get("finish_reason") is None:
+            raise RequestFailed("the stream ended before the request finished", kind="torn")
+        return last, ids
+
+    def _completion(self, out: Any, streamed_ids: list[int] | None) -> Completion:
+        """Map a ``/generate`` answer to a :class:`Completion` (``streamed_ids``: ids gathered from a stream)."""
+        if not isinstance(out, dict):
+            raise RequestFailed(f"expected one JSON object, got {str(out)[:200]}", kind="bad_response")
+        meta = out.get("meta_info")
+        try:
+            prompt_tokens = int(meta["prompt_tokens"])
+            completion_tokens = int(meta["completion_tokens"])
+            finish, matched = _finish(meta["finish_reason"])
+        except (KeyError, TypeError, ValueError):
+            raise RequestFailed(
+                "meta_info lacks prompt_tokens, completion_tokens or finish_reason", kind="bad_response"
+            ) from None
+        ids = streamed_ids if streamed_ids is not None else out.get("output_ids")
+        if not isinstance(ids, list):
+            raise EngineError(
+                f"engine {self.name!r}: the server returned no output_ids; use a newer SGLang", retryable=False
+            )
+        if len(ids) > completion_tokens:  # a known server bug repeats the prompt's tail first
+            ids = ids[len(ids) - completion_tokens :]
+            self.stats.trimmed_output_ids += 1
+        text = out.get("text")
+        if streamed_ids is not None or not isinstance(text, str):
+            text = self.tokenizer.decode(ids)  # streamed text is cumulative or not depending on the version
+        return Completion(
+            text=text,
+            token_ids=ids,
+            finish_reason=finish,
+            matched=matched,
+            prompt_tokens=prompt_tokens,
+            cached_tokens=int(meta.get("cached_tokens") or 0),
+        )
+
+    async def _abort(self, server: Server, rid: str) -> None:
+        try:
+            async with self.session().post(
+                server.url + "/abort_request",
+                json={"rid": rid},
+                headers=self.headers(),
+                timeout=aiohttp.ClientTimeout(total=min(5.0, self.timeout_s)),
+            ) as resp:
+                await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError, RuntimeError, EngineError):
+            pass  # the server also drops a request whose client went away
+
+
+def _finish(reason: Any) -> tuple[FinishType, int | str | None]:
+    """SGLang's ``finish_reason`` (``{"type": "stop", "matched": ...}``, ``"length"``, ``"abort"``)."""
+    kind = reason.get("type") if isinstance(reason, dict) else reason
+    if kind == "stop":
+        return "stop", reason.get("matched") if isinstance(reason, dict) else None
+    if kind == "length":
+        return "length", None
+    if kind is None:
+        raise ValueError("unfinished")
+    return "abort", None
+
+
+def _stream_error(error: Any) -> RequestFailed:
+    """An ``{"error": ...}`` stream event: the streaming form of HTTP 400 unless it says otherwise."""
+    message = error.get("message", error) if isinstance(error, dict) else error
+    code = error.get("code") or error.get("status_code") if isinstance(error, dict) else None
+    if isinstance(code, int) and (code >= 500 or code == 429):
+        return RequestFailed(f"server error in stream: {message}", kind="server_error")
+    return RequestFailed(f"server error in stream: {message}", kind="server_error", retryable=False)

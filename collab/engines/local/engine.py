@@ -1,0 +1,203 @@
+"""The embedded engine: a transformers model in-process, with a radix prefix KV cache.
+
+One worker thread per engine runs the model (the event loop never waits on it): requests reuse the
+longest prefix any earlier request left in the shared radix tree, prefill the rest, and decode
+together in one batch (see :mod:`collab.engines.local.scheduler`). K samples of one problem compute their
+shared prompt once; every turn of an episode extends what the previous turn left in the cache.
+
+Each request yields one completion: ``n`` must be 1 (the runner sends one request per sample).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from collab.engines.base import Completion, EngineError, GenerateRequest, Tokenizer
+from collab.engines.local.hfcache import Forward, prefix_cacheable
+from collab.engines.local.radix import RadixCache
+from collab.engines.local.scheduler import Job, LocalStats, Scheduler
+from collab.engines.tokenizers import load_tokenizer
+
+__all__ = ["LocalEngine", "LocalStats"]
+
+MAX_BATCH = 16
+_LOADING = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(path: str, gguf: str | None, device: Any, dtype: Any) -> Any:
+    """Weights, loaded once per process: engines naming the same model share them."""
+    from transformers import AutoModelForCausalLM
+
+    extra = {"gguf_file": gguf} if gguf else {}
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
+    return model.to(device=device, dtype=dtype).eval()
+"""Sequences decoded together at most (more wait for a row to free up)."""
+
+
+def locate(model: str) -> tuple[str, str | None]:
+    """``(folder or hub id, GGUF file name)`` for a hub id, a local folder, or a ``.gguf`` file.
+
+    A ``.gguf`` path that is not a local file is read as ``owner/repo/file.gguf`` on the hub.
+    """
+    if not model.endswith(".gguf"):
+        return model, None
+    path = Path(model).expanduser()
+    if path.is_file():
+        return str(path.parent), path.name
+    parts = model.split("/", 2)
+    if len(parts) < 3:
+        raise EngineError(f"GGUF file not found: {model}", retryable=False)
+    return "/".join(parts[:2]), parts[2]
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name != "auto":
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise EngineError(f"unknown dtype {name!r} (expected e.g. float32, bfloat16, float16)", retryable=False)
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+class LocalEngine:
+    """A transformers causal LM loaded in-process; see the module docstring for scheduling."""
+
+    def __init__(self, name: str, model: str, tokenizer: str | None = None, device: str = "auto",
+                 dtype: str = "auto", thinking: bool | None = None, cache: bool = True,
+                 cache_budget_mb: float = 512) -> None:
+        self.name = name
+        self.model_id = model
+        self.tokenizer_id = tokenizer
+        self.device_name = device
+        self.dtype_name = dtype
+        self.thinking = thinking
+        self.cache_enabled = cache
+        self.cache_budget_mb = cache_budget_mb
+        self._tokenizer: Tokenizer | None = None
+        self._model: Any = None
+        self._scheduler: Scheduler | None = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        if self._tokenizer is None:
+            raise EngineError(f"engine {self.name!r} is not open", retryable=False)
+        return self._tokenizer
+
+    @property
+    def stats(self) -> LocalStats:
+        """A snapshot of the token accounting and of the radix cache's size."""
+        if self._scheduler is None:
+            return LocalStats()
+        stats, radix = self._scheduler.stats, self._scheduler.radix
+        if radix is None:
+            return replace(stats)
+        return replace(stats, cache_tokens=radix.tokens, cache_bytes=radix.bytes, peak_cache_bytes=radix.peak_bytes,
+                       evictions=radix.evicted_nodes, evicted_tokens=radix.evicted_tokens)
+
+    @property
+    def model(self) -> Any:
+        """The loaded transformers model (``None`` before :meth:`open`)."""
+        return self._model
+
+    @property
+    def radix(self) -> RadixCache | None:
+        """The shared prefix cache (``None`` when disabled or unsupported by the model)."""
+        return self._scheduler.radix if self._scheduler is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> dict[str, Any]:
+        if self._model is None:
+            await asyncio.to_thread(self._load)
+        return self.describe()
+
+    def _load(self) -> None:
+        path, gguf = locate(self.model_id)
+        tok_path, tok_gguf = locate(self.tokenizer_id) if self.tokenizer_id else (path, gguf)
+        device = pick_device(self.device_name)
+        with _LOADING:  # engines opened together must not load (or import transformers' loaders) at once
+            tokenizer = load_tokenizer(tok_path, gguf_file=tok_gguf, thinking=self.thinking)
+            model = load_model(path, gguf, device, pick_dtype(self.dtype_name, device))
+        self.attach(model, tokenizer)
+
+    def attach(self, model: Any, tokenizer: Tokenizer) -> None:
+        """Serve an already loaded model (``open()`` loads one; tests and tools share one model)."""
+        self._model, self._tokenizer = model, tokenizer
+        plain = prefix_cacheable(model.config)
+        radix = RadixCache(int(self.cache_budget_mb * 2**20)) if self.cache_enabled and plain else None
+        max_positions = int(getattr(model.config, "max_position_embeddings", None) or 1 << 30)
+        self._scheduler = Scheduler(Forward(model), tokenizer, radix, None if plain else model.config,
+                                    max_positions, MAX_BATCH if plain else 1, self.name)
+
+    def describe(self) -> dict[str, Any]:
+        """The run manifest's entry for this engine."""
+        import transformers
+
+        config = self._model.config
+        parameter = next(self._model.parameters())
+        return {
+            "kind": "local",
+            "model": self.model_id,
+            "tokenizer": self.tokenizer.key,
+            "architecture": getattr(config, "model_type", None),
+            "parameters": sum(p.numel() for p in self._model.parameters()),
+            "device": str(parameter.device),
+            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "cache": {
+                "enabled": self.radix is not None,
+                "requested": self.cache_enabled,
+                "supported": prefix_cacheable(config),
+                "budget_mb": self.cache_budget_mb,
+            },
+            "max_batch": self._scheduler.max_batch if self._scheduler else None,
+        }
+
+    async def aclose(self) -> None:
+        if self._scheduler is not None:
+            await asyncio.to_thread(self._scheduler.stop)
+            if self._scheduler.radix is not None:
+                self._scheduler.radix.clear()
+            self._scheduler = None
+        on_gpu = self._model is not None and next(self._model.parameters()).device.type == "cuda"
+        self._model = None
+        if on_gpu:
+            torch.cuda.empty_cache()
+
+    async def generate(self, request: GenerateRequest) -> Completion:
+        if request.n != 1:
+            raise EngineError(f"engine {self.name!r}: n must be 1 (send one request per sample)", retryable=False)
+        if not request.input_ids:
+            raise EngineError(f"engine {self.name!r}: empty input_ids", retryable=False)
+        if self._scheduler is None:
+            raise EngineError(f"engine {self.name!r} is not open", retryable=False)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        job = Job(request, loop.create_future(), loop)
+        self._scheduler.submit(job)
+        try:
+            completion = await job.future
+        except asyncio.CancelledError:
+            job.cancelled = True  # a running request stops at its next token; a queued one never starts
+            raise
+        except EngineError as error:
+            raise EngineError(f"engine {self.name!r}: {error}", retryable=error.retryable) from error
+        completion.latency_s = loop.time() - started
+        return completion

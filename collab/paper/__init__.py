@@ -1,1 +1,0 @@
-"""The Off-Trajectory Reasoning paper's twin tests (recoverability, guidability): metrics and tables."""

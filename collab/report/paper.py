@@ -1,0 +1,80 @@
+"""The twin tests' metrics as the paper reports them.
+
+Per problem subset and per sweep key: one row per model (the writer that ends the episode), one
+column per value of the key (a cut position, a guide's share, a guide), each cell the share of
+continuations whose final answer is correct, and last the average micro-averaged over the row's
+items. Other sweep keys are pooled. Cells also count guide prefixes (seeded spans by another
+agent than the row's model) and the share of them that already state the correct answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from collab.log.store import EpisodeRecord
+
+ALL = "all"
+"""The subset name of a run without subsets."""
+
+
+def writer(record: EpisodeRecord) -> str | None:
+    """The model the episode tests: the author of its last generated span."""
+    return next((s.agent for s in reversed(record.spans) if s.kind == "generated"), None)
+
+
+def guide_prefix(record: EpisodeRecord, model: str) -> bool | None:
+    """Whether the episode's guide prefixes state the correct answer (None: it has none)."""
+    guides = [s for s in record.spans if s.kind == "seeded" and s.agent != model]
+    return any(bool(s.meta.get("answer_in_prefix")) for s in guides) if guides else None
+
+
+def _cell(records: list[EpisodeRecord], model: str) -> dict[str, Any]:
+    judged = [r for r in records if r.end is not None and r.end.correct is not None]
+    correct = sum(1 for r in judged if r.end.correct)
+    prefixes = [p for r in records if (p := guide_prefix(r, model)) is not None]
+    return {
+        "episodes": len(records), "n": len(judged), "correct": correct,
+        "accuracy": round(correct / len(judged), 4) if judged else None,
+        "guide_prefixes": len(prefixes),
+        "answer_in_prefix": round(sum(prefixes) / len(prefixes), 4) if prefixes else None,
+    }
+
+
+def _order(values: Iterable[Any]) -> list[Any]:
+    unique = list(dict.fromkeys(values))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in unique)
+    return sorted(unique) if numeric else sorted(unique, key=str)
+
+
+def _subsets(records: list[EpisodeRecord]) -> list[str]:
+    """Subset names in scenario order (as episodes in most subsets list them), then by name."""
+    widest = max((r.start.subsets for r in records), key=len, default=[])
+    names = {name for r in records for name in r.start.subsets}
+    return list(widest) + sorted(names - set(widest)) if names else [ALL]
+
+
+def table(subset: str, key: str | None, records: list[EpisodeRecord]) -> dict[str, Any]:
+    """Rows of models, columns of ``key``'s values (none when ``key`` is None), and the average."""
+    models = sorted({m for r in records if (m := writer(r)) is not None})
+    columns = _order(r.start.point.get(key) for r in records) if key is not None else []
+    rows = []
+    for model in models:
+        mine = [r for r in records if writer(r) == model]
+        cells = [_cell([r for r in mine if r.start.point.get(key) == value], model) for value in columns]
+        rows.append({"model": model, "cells": cells, "avg": _cell(mine, model)})
+    return {"subset": subset, "key": key, "columns": columns, "rows": rows}
+
+
+def twin_tests(records: Iterable[EpisodeRecord]) -> dict[str, Any] | None:
+    """The tables of a run's finished main episodes; None unless it has subsets or seeded prefixes."""
+    records = [r for r in records if r.end is not None and r.end.status == "ok" and writer(r) is not None]
+    if not any(r.start.subsets or any(s.kind == "seeded" for s in r.spans) for r in records):
+        return None
+    keys = list(dict.fromkeys(k for r in records for k in r.start.point))
+    varying = [k for k in keys if any(str(r.start.point.get(k)) != writer(r) for r in records)]
+    tables = []
+    for subset in _subsets(records):
+        members = [r for r in records if subset == ALL or subset in r.start.subsets]
+        tables += [table(subset, key, members) for key in varying or [None]]
+    return {"problems": len({r.start.problem_id for r in records}), "tables": tables}

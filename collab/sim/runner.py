@@ -1,0 +1,291 @@
+"""The episode scheduler: plan a run, drive episodes under bounded concurrency, log, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import platform
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collab import __version__
+from collab.engines import Engine, build_engine
+from collab.engines.base import EngineStartError
+from collab.events import Event, PhaseStart, RunEnd, RunStart
+from collab.judge import AnswerChecker, Probe, judge_episode
+from collab.log.store import SCENARIO, SUMMARY, RunStore, StoreError
+from collab.report.summary import summarize
+from collab.scenario import Loaded, load
+from collab.scenario.graph import engines_in_use
+from collab.scenario.judging import AttributionSettings
+from collab.scenario.loader import load_source
+from collab.scenario.schema import Scenario
+from collab.sim.episode import Episode, EpisodeFailed
+from collab.sim.plan import EpisodeSpec, episode_digest
+from collab.sim.stages import Schedule
+
+Observer = Callable[[Event], None]
+NO_ATTRIBUTION = AttributionSettings(method="none")
+"""Solo stage episodes are only graded: they fill pools, nobody derails them."""
+
+
+@dataclass
+class RunOptions:
+    """How to run a scenario; everything that changes what episodes are goes through ``overrides``."""
+
+    overrides: list[str] = field(default_factory=list)
+    out: Path = Path("runs")
+    limit: int | None = None
+    samples: int | None = None
+    concurrency: int | None = None
+    model: str | None = None
+    dry_run: bool = False
+    resume: Path | None = None
+    retry_failed: bool = False
+    in_flight: Counter[str] = field(default_factory=Counter)
+    """Requests in flight per engine, kept current while the run goes (for progress displays)."""
+    shard: tuple[int, int] | None = None
+    """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
+    argv: list[str] = field(default_factory=lambda: list(sys.argv))
+
+
+def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
+    """``--limit``, ``--samples``, ``--model`` and ``--dry-run`` as ``--set`` overrides."""
+    extra: list[str] = []
+    if options.limit is not None:
+        extra.append(f"dataset.limit={options.limit}")
+    if options.samples is not None:
+        extra.append(f"samples={options.samples}")
+    engines = (load_source(path).data or {}).get("engines") or {}
+    for name, config in engines.items():
+        if options.dry_run:
+            extra.append(f"engines.{name}={{kind: scripted}}")
+        elif options.model and isinstance(config, dict) and config.get("kind") == "local":
+            extra.append(f"engines.{name}.model={json.dumps(options.model)}")
+    return list(options.overrides) + extra
+
+
+def build_engines(loaded: Loaded) -> tuple[list[dict[str, Engine]], dict[str, Engine]]:
+    """One engine per distinct configuration; per sweep point, the engines by name."""
+    built: dict[str, Engine] = {}
+    per_point: list[dict[str, Engine]] = []
+    for point in loaded.points:
+        engines: dict[str, Engine] = {}
+        used = engines_in_use(point.scenario)
+        for name, config in point.scenario.engines.items():
+            if name not in used:
+                continue
+            key = f"{name}:{config.model_dump_json()}"
+            if key not in built:
+                try:
+                    built[key] = build_engine(name, config)
+                except Exception as error:  # e.g. a tokenizer that cannot be found
+                    raise EngineStartError(f"engine {name} could not be built: {error}") from error
+            engines[name] = built[key]
+        per_point.append(engines)
+    return per_point, built
+
+
+def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for agent in scenario.agents.values():
+        if agent.inject is not None and agent.inject.file is not None:
+            files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
+    return files
+
+
+async def open_engine(engine: Engine) -> dict[str, Any]:
+    try:
+        return await engine.open()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        hint = " (offline? point local engines at a model file or folder with --model PATH)" if (
+            "huggingface.co" in str(error)) else ""
+        raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
+
+
+def engine_stats(engine: Engine) -> dict[str, Any]:
+    """What an engine counted during the run (requests, prefill, cache, retries), if it counts."""
+    stats = getattr(engine, "stats", None)
+    if hasattr(stats, "as_dict"):
+        return stats.as_dict()
+    return dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
+
+
+def writer_probes(scenario: Scenario, engines: dict[str, Engine]) -> dict[str, Probe]:
+    """The scenario's writers as judge probes (the rollouts method continues traces with them)."""
+    return {
+        name: Probe(engines[agent.engine], agent=name, temperature=agent.temperature, top_p=agent.top_p,
+                    top_k=agent.top_k, seed=agent.seed)
+        for name, agent in scenario.agents.items() if agent.role == "writer" and agent.engine in engines
+    }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` with 0 <= i < n."""
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise ValueError(f"--shard takes i/n with 0 <= i < n, got {text!r}")
+    return int(index), int(count)
+
+
+def in_shard(episode_id: str, shard: tuple[int, int] | None) -> bool:
+    return shard is None or int(episode_id, 16) % shard[1] == shard[0]
+
+
+def _resolve(base: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+class Runner:
+    """Runs the episodes of one scenario into one run folder."""
+
+    def __init__(self, loaded: Loaded, store: RunStore, base: Path, options: RunOptions,
+                 observers: list[Observer] | None = None) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.base = base
+        self.options = options
+        self.observers = observers or []
+        self.scenario = loaded.scenario
+        self.concurrency = options.concurrency or self.scenario.concurrency
+
+    def emit(self, event: Event) -> None:
+        self.store.emit(event)
+        for observer in self.observers:
+            observer(event)
+
+    async def run(self, schedule: Schedule, resumed: bool) -> dict[str, Any]:
+        per_point, engines = build_engines(self.loaded)
+        pools = schedule.pools
+        files = read_inject_files(self.scenario, self.base)
+        point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
+        status = "interrupted"
+        self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
+                           digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
+        try:
+            described = await asyncio.gather(*(open_engine(engine) for engine in engines.values()))
+            manifest = self.store.read_json("manifest.json") or {}
+            manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
+            self.store.write_json("manifest.json", manifest)
+            settings = self.scenario.judge
+            async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
+                servers = max((len(getattr(engine, "servers", ())) for engine in engines.values()), default=0)
+                gate = asyncio.Semaphore(self.concurrency * max(servers, 1))  # the limit is per server
+
+                async def guarded(spec: EpisodeSpec) -> None:
+                    engines_here = per_point[point_index[id(spec.point)]]
+                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight)
+                    await self._episode(episode, checker, gate)
+
+                for index, specs in enumerate(schedule.phases(self.store)):  # stages first: later phases read their pools
+                    if index:
+                        self.emit(PhaseStart(episodes=len(specs)))
+                    async with asyncio.TaskGroup() as group:
+                        for spec in specs:
+                            await gate.acquire()
+                            group.create_task(guarded(spec))
+            status = "ok"
+        finally:
+            await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)
+            summary = self._finish(status, {engine.name: engine_stats(engine) for engine in engines.values()})
+        return summary
+
+    def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
+        try:
+            self.emit(RunEnd(run_id=self.store.path.name, status=status))
+        except StoreError:
+            pass
+        self.store.close()
+        summary = summarize(self.store.episodes())
+        summary["engines"] = {name: stats for name, stats in engines.items() if stats}
+        try:
+            self.store.write_json(SUMMARY, summary)
+        except StoreError:
+            pass
+        return summary
+
+    async def _episode(self, episode: Episode, checker: AnswerChecker, gate: asyncio.Semaphore) -> None:
+        """Generate under the concurrency gate, then grade outside it (grading is not engine load)."""
+        started = time.perf_counter()
+        try:
+            self.emit(episode.start_event())
+            reason = await episode.run()
+        except EpisodeFailed as error:
+            self.emit(episode.end_event("failed", "error", started, error=str(error)))
+            return
+        except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
+            raise
+        except Exception as error:  # a bug must not take the other episodes down with it
+            self.emit(episode.end_event("failed", "error", started, error=f"{type(error).__name__}: {error}"))
+            return
+        finally:
+            gate.release()
+        end = episode.end_event("ok", reason, started)
+        judgement = await judge_episode(
+            episode.spec.id, episode.trace, episode.spec.problem.answer,
+            attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
+            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
+        )
+        for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
+            self.emit(event)
+        grade = judgement.grade
+        end.answer, end.correct = grade.answer, grade.correct
+        end.judge_reason = grade.reason if grade.status != "ok" else None
+        self.emit(end)
+
+
+@dataclass
+class RunResult:
+    path: Path
+    summary: dict[str, Any]
+
+
+def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
+    """The loaded scenario (with overrides) and the folder its relative paths start from."""
+    if options.resume is not None:
+        manifest = json.loads((options.resume / "manifest.json").read_text(encoding="utf-8"))
+        return load(options.resume / SCENARIO), Path(manifest["base_dir"])
+    return load(path, shortcut_overrides(path, options)), path.resolve().parent
+
+
+async def simulate(path: Path | None, options: RunOptions, observers: list[Observer] | None = None) -> RunResult:
+    """Run (or resume) a scenario; returns the run folder and its summary."""
+    if options.resume is not None:
+        loaded, base = prepare(options.resume, options)
+        store = RunStore(options.resume)
+        shard = (store.read_json("manifest.json") or {}).get("shard")
+        options.shard = tuple(shard) if shard else None
+        keep = set(store.finished(include_failed=not options.retry_failed))
+        store.compact(keep)
+    else:
+        assert path is not None
+        loaded, base = prepare(path, options)
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        name = loaded.scenario.name + (f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else "")
+        store = RunStore.create(options.out, name, run_id)
+        store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
+        store.write_json("manifest.json", {
+            "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
+            "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "shard": list(options.shard) if options.shard else None,
+        })
+        keep = set()
+    schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
+                        sharded=options.shard is not None)
+    runner = Runner(loaded, store, base, options, observers)
+    summary = await runner.run(schedule, resumed=options.resume is not None)
+    return RunResult(store.path, summary)
