@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, model=args.model, dry_run=args.dry_run,
         resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
     )
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=options.in_flight)
+    in_flight: Counter[str] = Counter()
+    options.watch = lambda engine, change: in_flight.update({engine: change})
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight)
     folder: list[Path] = [options.resume] if options.resume else []
 
     def remember(event: Event) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def test_each_request_extends_the_episode_and_cache_changes_nothing(tmp_path: Pa
     assert all(r.end.status == "ok" for r in records.values())
     assert all(span.extends for r in records.values() for span in r.spans if span.type == "turn")
     assert sum(r.end.cached_tokens for r in records.values()) > 0
+    counted = json.loads((cached / "summary.json").read_text())["engines"]["small"]
+    assert counted["requests"] == sum(len(sequence) for sequence in requests.values())
+    assert counted["cached_tokens"] > 0, "counted before the engine closed"
 
     uncached = relay(tmp_path / "uncached", smol_gguf, "--set", "engines.small.cache=false")
 

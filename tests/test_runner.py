@@ -147,3 +147,21 @@ def test_sigkill_then_resume_ends_every_episode_once(tmp_path: Path) -> None:
     starts = Counter(e.episode_id for e in events if e.type == "episode.start")
     assert len(ends) == 48 and set(ends.values()) == {1} and set(starts.values()) == {1}
     assert before <= set(ends)
+
+
+def test_request_watcher_sees_every_request_leave_and_return(tmp_path: Path) -> None:
+    import asyncio
+
+    from collab.sim.runner import RunOptions, simulate
+
+    changes: list[tuple[str, int]] = []
+    options = RunOptions(out=tmp_path / "runs", limit=3, dry_run=True, argv=[],
+                         watch=lambda engine, change: changes.append((engine, change)))
+    result = asyncio.run(simulate(ROOT / "scenarios/relay.yaml", options))
+    total = Counter[str]()
+    for engine, change in changes:
+        total[engine] += change
+        assert total[engine] >= 0
+    requests = sum(1 for _, change in changes if change == 1)
+    assert requests >= result.summary["episodes"] > 0
+    assert all(count == 0 for count in total.values())

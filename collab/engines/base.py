@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 FinishType = Literal["stop", "length", "abort"]
 
@@ -52,6 +53,8 @@ class RequestContext:
 
 @dataclass(slots=True)
 class GenerateRequest:
+    """One generation: the prompt's token ids, the budget, sampling and where to stop."""
+
     input_ids: list[int]
     max_new_tokens: int
     temperature: float = 1.0
@@ -66,6 +69,8 @@ class GenerateRequest:
 
 @dataclass(slots=True)
 class Completion:
+    """What an engine generated for one request and why it stopped."""
+
     text: str
     token_ids: list[int]
     finish_reason: FinishType
@@ -77,15 +82,88 @@ class Completion:
     server: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How a writer samples its tokens."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+
+
+def build_request(tokenizer: Tokenizer, input_ids: list[int], max_new_tokens: int, sampling: Sampling, *,
+                  seed: int | None, context: RequestContext, stop: list[str] | None = None) -> GenerateRequest:
+    """The one way requests are made: ``sampling`` from ``input_ids``, stopping at the tokenizer's end of
+    sequence (and at any of ``stop``)."""
+    return GenerateRequest(
+        input_ids=input_ids, max_new_tokens=max_new_tokens, temperature=sampling.temperature,
+        top_p=sampling.top_p, top_k=sampling.top_k, seed=seed, stop=list(stop or []),
+        stop_token_ids=list(tokenizer.eos_token_ids), context=context,
+    )
+
+
 @runtime_checkable
 class Engine(Protocol):
+    """An inference backend. ``async with engine:`` opens it (``info`` keeps what :meth:`open` said) and
+    closes it."""
+
     name: str
-    tokenizer: Tokenizer
+    info: dict[str, Any]
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The engine's vocabulary (available once open)."""
+        ...
+
+    @property
+    def replicas(self) -> int:
+        """How many servers share the engine's load: a run's concurrency limit applies per replica."""
+        ...
 
     async def open(self) -> dict[str, Any]:
         """Get ready (load weights, wait for health) and describe the engine for the manifest."""
         ...
 
-    async def generate(self, request: GenerateRequest) -> Completion: ...
+    async def generate(self, request: GenerateRequest) -> Completion:
+        """One completion; :class:`EngineError` when it fails."""
+        ...
 
-    async def aclose(self) -> None: ...
+    def counters(self) -> dict[str, Any]:
+        """What the engine counted so far (requests, prefill, cache, retries) for the run's summary."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what :meth:`open` took; safe to call twice."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None: ...
+
+
+class EngineLifecycle:
+    """The context-manager half of :class:`Engine`, shared by every engine: subclasses provide ``open``
+    and ``aclose``."""
+
+    info: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance by __aenter__)
+
+    async def open(self) -> dict[str, Any]:
+        """Get ready and describe the engine (overridden by every engine)."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what ``open`` took (overridden by every engine)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            self.info = await self.open()
+        except BaseException:
+            await self.aclose()  # what a failed open took (a session, a worker) is released all the same
+            raise
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.aclose()

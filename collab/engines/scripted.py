@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collab.engines.base import Completion, GenerateRequest
+from collab.engines.base import Completion, EngineLifecycle, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer
 
 Responder = Callable[[GenerateRequest, str], str]
@@ -39,7 +39,7 @@ def default_text(key: str) -> str:
     return text
 
 
-class ScriptedEngine:
+class ScriptedEngine(EngineLifecycle):
     """Text per agent from ``script`` (a string, or a list with one string per turn of that agent)."""
 
     def __init__(self, name: str, script: dict[str, str | list[str]] | None = None, default: str | None = None,
@@ -54,8 +54,18 @@ class ScriptedEngine:
         """Per (episode, turn): the rest of the turn's text, and whether the turn gives an answer."""
         self._turns_of: dict[tuple[str, str], list[int]] = {}
 
+    @property
+    def replicas(self) -> int:
+        """One: the script runs in-process."""
+        return 1
+
     async def open(self) -> dict[str, Any]:
+        """Nothing to load: describes the script."""
         return {"kind": "scripted", "agents": sorted(self.script)}
+
+    def counters(self) -> dict[str, Any]:
+        """A script counts nothing."""
+        return {}
 
     def _turn_text(self, request: GenerateRequest) -> str:
         ctx = request.context
@@ -73,6 +83,7 @@ class ScriptedEngine:
         return default_text(f"{ctx.episode_id}/{ctx.agent}/{ctx.turn}/{request.seed}")
 
     async def generate(self, request: GenerateRequest) -> Completion:
+        """The script's next text for this agent and turn, cut like a model's output."""
         started = time.perf_counter()
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
@@ -116,5 +127,6 @@ class ScriptedEngine:
         )
 
     async def aclose(self) -> None:
+        """Forget the episodes' progress through their scripts."""
         self._pending.clear()
         self._turns_of.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,12 +115,11 @@ async def rejudge(run: Path, *, method: Literal["answers", "rollouts"] | None = 
     scenario = load(run / SCENARIO).scenario
     method = method or ("rollouts" if scenario.judge.attribution.method == "rollouts" else "answers")
     engines = {}
-    if method == "rollouts":
-        engines = {name: build_engine(name, config) for name, config in scenario.engines.items()}
-        await asyncio.gather(*(engine.open() for engine in engines.values()))
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        if method == "rollouts":
+            engines = {name: build_engine(name, config) for name, config in scenario.engines.items()}
+            for engine in engines.values():
+                await stack.enter_async_context(engine)
         probes = writer_probes(scenario, engines)
         return await judge_run(run, settings=scenario.judge, method=method, samples=samples, probes=probes or None,
                                system=scenario.prompt.system)
-    finally:
-        await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)

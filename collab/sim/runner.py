@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
 import json
 import platform
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,9 @@ from collab.scenario.graph import engines_in_use
 from collab.scenario.judging import AttributionSettings
 from collab.scenario.loader import load_source
 from collab.scenario.schema import Scenario
-from collab.sim.episode import Episode, EpisodeFailed
+from collab.sim.episode import Episode
 from collab.sim.plan import EpisodeSpec, episode_digest
+from collab.sim.requests import EpisodeFailed, RequestWatcher
 from collab.sim.stages import Schedule
 
 Observer = Callable[[Event], None]
@@ -51,8 +51,8 @@ class RunOptions:
     dry_run: bool = False
     resume: Path | None = None
     retry_failed: bool = False
-    in_flight: Counter[str] = field(default_factory=Counter)
-    """Requests in flight per engine, kept current while the run goes (for progress displays)."""
+    watch: RequestWatcher | None = None
+    """Told when each request leaves for an engine and when it is back (for progress displays)."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -103,23 +103,17 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     return files
 
 
-async def open_engine(engine: Engine) -> dict[str, Any]:
+async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine) -> dict[str, Any]:
+    """Open ``engine`` for as long as ``stack`` lasts; returns its description for the manifest."""
     try:
-        return await engine.open()
+        await stack.enter_async_context(engine)
+        return engine.info
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as error:
         hint = " (offline? point local engines at a model file or folder with --model PATH)" if (
             "huggingface.co" in str(error)) else ""
         raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
-
-
-def engine_stats(engine: Engine) -> dict[str, Any]:
-    """What an engine counted during the run (requests, prefill, cache, retries), if it counts."""
-    stats = getattr(engine, "stats", None)
-    if hasattr(stats, "as_dict"):
-        return stats.as_dict()
-    return dataclasses.asdict(stats) if dataclasses.is_dataclass(stats) else {}
 
 
 def writer_probes(scenario: Scenario, engines: dict[str, Engine]) -> dict[str, Probe]:
@@ -172,21 +166,25 @@ class Runner:
         files = read_inject_files(self.scenario, self.base)
         point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
         status = "interrupted"
+        counters: dict[str, dict[str, Any]] = {}
+        """What the engines counted, taken just before they close."""
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
         try:
-            described = await asyncio.gather(*(open_engine(engine) for engine in engines.values()))
-            manifest = self.store.read_json("manifest.json") or {}
-            manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
-            self.store.write_json("manifest.json", manifest)
-            settings = self.scenario.judge
-            async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
-                servers = max((len(getattr(engine, "servers", ())) for engine in engines.values()), default=0)
-                gate = asyncio.Semaphore(self.concurrency * max(servers, 1))  # the limit is per server
+            async with contextlib.AsyncExitStack() as stack:
+                manifest = self.store.read_json("manifest.json") or {}
+                manifest["engines"] = {e.name: await open_engine(stack, e) for e in engines.values()}
+                self.store.write_json("manifest.json", manifest)
+                stack.callback(lambda: counters.update({e.name: e.counters() for e in engines.values()}))
+                settings = self.scenario.judge
+                checker = await stack.enter_async_context(
+                    AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s))
+                replicas = max((engine.replicas for engine in engines.values()), default=1)
+                gate = asyncio.Semaphore(self.concurrency * replicas)  # the limit is per server
 
                 async def guarded(spec: EpisodeSpec) -> None:
                     engines_here = per_point[point_index[id(spec.point)]]
-                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight)
+                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.watch)
                     await self._episode(episode, checker, gate)
 
                 for index, specs in enumerate(schedule.phases(self.store)):  # stages first: later phases read their pools
@@ -196,10 +194,9 @@ class Runner:
                         for spec in specs:
                             await gate.acquire()
                             group.create_task(guarded(spec))
-            status = "ok"
+                status = "ok"
         finally:
-            await asyncio.gather(*(engine.aclose() for engine in engines.values()), return_exceptions=True)
-            summary = self._finish(status, {engine.name: engine_stats(engine) for engine in engines.values()})
+            summary = self._finish(status, counters)
         return summary
 
     def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import aiohttp
 from collab.engines.base import (
     Completion,
     EngineError,
+    EngineLifecycle,
     GenerateRequest,
     RequestContext,
     Tokenizer,
@@ -194,7 +195,7 @@ async def sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield bytes(buf[5:]).strip()
 
 
-class HTTPEngine:
+class HTTPEngine(EngineLifecycle):
     """Base of the engines that talk to inference servers over HTTP.
 
     Routing: each episode sticks to one server (a stable hash of its id); a server that keeps
@@ -290,7 +291,17 @@ class HTTPEngine:
         stats.completion_tokens += len(completion.token_ids)
         return completion
 
+    @property
+    def replicas(self) -> int:
+        """The servers behind the engine."""
+        return len(self.servers)
+
+    def counters(self) -> dict[str, Any]:
+        """:attr:`stats` as a dict."""
+        return self.stats.as_dict()
+
     async def aclose(self) -> None:
+        """Wait briefly for background work (aborts, probes), then close the session."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         if self._session is not None:

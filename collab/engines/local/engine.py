@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from collab.engines.base import Completion, EngineError, GenerateRequest, Tokenizer
+from collab.engines.base import Completion, EngineError, EngineLifecycle, GenerateRequest, Tokenizer
 from collab.engines.local.hfcache import Forward, prefix_cacheable
 from collab.engines.local.radix import RadixCache
 from collab.engines.local.scheduler import Job, LocalStats, Scheduler
@@ -75,7 +75,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-class LocalEngine:
+class LocalEngine(EngineLifecycle):
     """A transformers causal LM loaded in-process; see the module docstring for scheduling."""
 
     def __init__(self, name: str, model: str, tokenizer: str | None = None, device: str = "auto",
@@ -95,6 +95,7 @@ class LocalEngine:
 
     @property
     def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (an error before :meth:`open`)."""
         if self._tokenizer is None:
             raise EngineError(f"engine {self.name!r} is not open", retryable=False)
         return self._tokenizer
@@ -111,6 +112,15 @@ class LocalEngine:
                        evictions=radix.evicted_nodes, evicted_tokens=radix.evicted_tokens)
 
     @property
+    def replicas(self) -> int:
+        """One: the model runs in this process."""
+        return 1
+
+    def counters(self) -> dict[str, Any]:
+        """:attr:`stats` as a dict."""
+        return asdict(self.stats)
+
+    @property
     def model(self) -> Any:
         """The loaded transformers model (``None`` before :meth:`open`)."""
         return self._model
@@ -123,6 +133,7 @@ class LocalEngine:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> dict[str, Any]:
+        """Load the weights (once) and describe the engine."""
         if self._model is None:
             await asyncio.to_thread(self._load)
         return self.describe()
@@ -171,6 +182,7 @@ class LocalEngine:
         }
 
     async def aclose(self) -> None:
+        """Stop the worker, drop the cache and the model."""
         if self._scheduler is not None:
             await asyncio.to_thread(self._scheduler.stop)
             if self._scheduler.radix is not None:
@@ -182,6 +194,7 @@ class LocalEngine:
             torch.cuda.empty_cache()
 
     async def generate(self, request: GenerateRequest) -> Completion:
+        """Queue the request for the worker and wait for its completion."""
         if request.n != 1:
             raise EngineError(f"engine {self.name!r}: n must be 1 (send one request per sample)", retryable=False)
         if not request.input_ids:
