@@ -20,7 +20,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from collab.engines.base import Engine, EngineError, GenerateRequest, RequestContext
+from collab.engines.base import Engine, EngineError, GenerateRequest, RequestContext, Sampling, build_request
 from collab.events import JudgeValue
 from collab.judge.answers import AnswerChecker, Grade, response_text, stated_answer
 from collab.scenario.judging import AttributionSettings
@@ -69,10 +69,9 @@ class _Rollouts:
 
     def request(self, input_ids: list[int], max_new_tokens: int, boundary: int, k: int) -> GenerateRequest:
         probe = self.probe
-        return GenerateRequest(
-            input_ids=input_ids, max_new_tokens=max_new_tokens, temperature=probe.temperature,
-            top_p=probe.top_p, top_k=probe.top_k, seed=(self.base * 1_000_003 + boundary * 1009 + k) % 2**31,
-            stop_token_ids=list(probe.engine.tokenizer.eos_token_ids),
+        return build_request(
+            probe.engine.tokenizer, input_ids, max_new_tokens, Sampling(probe.temperature, probe.top_p, probe.top_k),
+            seed=(self.base * 1_000_003 + boundary * 1009 + k) % 2**31,
             context=RequestContext(self.episode_id, probe.agent, boundary, "rollout"),
         )
 
