@@ -42,11 +42,17 @@ from collab.trace import Span, Trace, cut, ends_sentence
 
 DEFAULT_MAX_TOKENS = 32768
 ALIGN_STOPS = {
-    "sentence": [". ", ".\n", "? ", "?\n", "! ", "!\n", "\n"],
+    "sentence": [". ", "? ", "! ", "\n"],  # "\n" also ends ".\n": four, the most vLLM accepts by default
     "paragraph": ["\n\n"],
 }
 ALIGN_BUDGET = 64
 _BOXED = re.compile(r"\\boxed\s*\{")
+
+
+def block_ideal(ideal: int, seen: int, prompt: int, block: int) -> int:
+    """The ideal cached prefix as a server that caches whole blocks of ``block`` tokens can report it:
+    the last token it saw was sampled, never computed, and a prompt's last token is always computed."""
+    return max(min(ideal, seen - 1, prompt - 1), 0) // block * block
 
 
 class EpisodeFailed(Exception):
@@ -77,6 +83,7 @@ class Episode:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     ideal_cached_tokens: int = 0
+    block_ideal_cached_tokens: int = 0
     requests: int = 0
     _seen: dict[str, list[int]] = field(default_factory=dict)
     _last_writer: str | None = None
@@ -184,6 +191,8 @@ class Episode:
         self.prompt_tokens += completion.prompt_tokens or len(request.input_ids)
         self.cached_tokens += completion.cached_tokens
         self.ideal_cached_tokens += ideal
+        block = getattr(engine, "cache_block", 1)
+        self.block_ideal_cached_tokens += block_ideal(ideal, len(seen), len(request.input_ids), block)
         completion.prompt_tokens = completion.prompt_tokens or len(request.input_ids)
         return completion, ideal, extends
 
@@ -409,7 +418,8 @@ class Episode:
         return EpisodeEnd(
             episode_id=self.spec.id, status=status, error=error, turns=len(self.trace.spans), tokens=self.tokens,
             prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens,
-            ideal_cached_tokens=self.ideal_cached_tokens, requests=self.requests, end_reason=reason,
+            ideal_cached_tokens=self.ideal_cached_tokens, block_ideal_cached_tokens=self.block_ideal_cached_tokens,
+            requests=self.requests, end_reason=reason,
             wall_s=time.perf_counter() - started,
         )
 
