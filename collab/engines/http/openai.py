@@ -20,8 +20,10 @@ from collab.engines.http.client import (
     HTTPEngine,
     RequestFailed,
     Server,
+    error_message,
     loads,
     normalize_url,
+    sse_data,
     status_error,
     transport_error,
 )
@@ -56,13 +58,15 @@ class OpenAIEngine(HTTPEngine):
         health_timeout_s: float = 300,
         max_stop_strings: int | None = 4,
         cache_block: int | None = None,
+        stream: bool = False,
     ) -> None:
         """``url``: the server (with or without ``/v1``); ``model``: the served model name, also the
         tokenizer source unless ``tokenizer`` names one (a hub id, a folder or a ``.gguf`` file);
         ``api_key_env``: the environment variable that holds the API key, read at each request and
         never recorded; ``max_stop_strings``: how many stop strings the server accepts (vLLM: 4 unless
         ``VLLM_MAX_STOP_STRINGS`` says otherwise; ``None``: any number), the rest are applied here;
-        ``cache_block``: the tokens per prefix-cache block (default: read from vLLM's ``/metrics``)."""
+        ``cache_block``: the tokens per prefix-cache block (default: read from vLLM's ``/metrics``);
+        ``stream``: receive the answer as server-sent events (``timeout_s`` then bounds each gap)."""
         base = normalize_url(url)
         super().__init__(
             name,
@@ -77,6 +81,7 @@ class OpenAIEngine(HTTPEngine):
             max_stop_strings=max_stop_strings,
         )
         self.model = model
+        self.stream = stream
         self.cache_block = cache_block or 1
         self._fixed_block = cache_block is not None
 
@@ -100,6 +105,7 @@ class OpenAIEngine(HTTPEngine):
             "version": version.get("version") if status == 200 and isinstance(version, dict) else None,
             "cache_block": self.cache_block,
             "max_stop_strings": self.max_stop_strings,
+            "stream": self.stream,
         }
 
     async def _metrics_block(self, url: str) -> int | None:
@@ -115,7 +121,7 @@ class OpenAIEngine(HTTPEngine):
     def _health_path(self) -> str:
         return "/v1/models"
 
-    def payload(self, request: GenerateRequest) -> dict[str, Any]:
+    def payload(self, request: GenerateRequest, *, stream: bool = False) -> dict[str, Any]:
         """The ``/v1/completions`` body for ``request``."""
         body: dict[str, Any] = {
             "model": self.model,
@@ -137,19 +143,23 @@ class OpenAIEngine(HTTPEngine):
             body["stop"] = list(request.stop)
         if request.stop_token_ids:
             body["stop_token_ids"] = list(request.stop_token_ids)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return body
 
     async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
         headers = {**self.headers(), "X-Request-Id": rid}
+        stream = self.stream and not warmup
         try:
             url = server.url + "/v1/completions"
-            async with self.session().post(url, json=self.payload(request), headers=headers) as resp:
-                body = await resp.read()
+            async with self.session().post(url, json=self.payload(request, stream=stream), headers=headers) as resp:
                 if resp.status != 200:
-                    raise status_error(resp.status, body, resp.headers)
+                    raise status_error(resp.status, await resp.read(), resp.headers)
+                out = await _read_stream(resp) if stream else loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError) as e:
             raise transport_error(e, self.timeout_s) from None
-        return self._completion(loads(body), request, server.url)
+        return self._completion(out, request, server.url)
 
     def _completion(self, out: Any, request: GenerateRequest, url: str) -> Completion:
         try:
@@ -176,3 +186,28 @@ class OpenAIEngine(HTTPEngine):
             prompt_tokens=int(usage.get("prompt_tokens") or len(request.input_ids)),
             cached_tokens=int(details.get("cached_tokens") or 0),
         )
+
+
+async def _read_stream(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """An SSE answer (incremental chunks, then a usage chunk) gathered into one completions answer."""
+    text: list[str] = []
+    ids: list[int] | None = None
+    last: dict[str, Any] = {}
+    usage = None
+    async for data in sse_data(resp):
+        if data == b"[DONE]":
+            break
+        chunk = loads(data)
+        if not isinstance(chunk, dict):
+            raise RequestFailed(f"unexpected stream chunk {str(chunk)[:200]}", kind="bad_response")
+        if "error" in chunk:
+            raise RequestFailed(f"server error in stream: {error_message(data)}", kind="server_error", retryable=False)
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            text.append(choice.get("text") or "")
+            if isinstance(choice.get("token_ids"), list):
+                ids = (ids or []) + choice["token_ids"]
+            last = choice
+    if not last.get("finish_reason"):
+        raise RequestFailed("the stream ended before the request finished", kind="torn")
+    return {"choices": [{**last, "text": "".join(text), "token_ids": ids}], "usage": usage}
