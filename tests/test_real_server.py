@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -76,10 +77,13 @@ async def test_relay_scenario_end_to_end(real: RealServer, tmp_path: Path) -> No
     options = RunOptions(overrides=[f"engines.small={json.dumps(real.engine())}"], out=tmp_path)
     result = await simulate(ROOT / "scenarios" / "relay.yaml", options)
     summary, tokens = result.summary, result.summary["tokens"]
-    (tmp_path / "summary-figures.json").write_text(json.dumps(tokens, indent=1))
+    if figures := os.environ.get("COLLAB_FIGURES"):
+        await asyncio.to_thread(Path(figures).write_text, json.dumps({"server": real.version, **tokens}))
     assert summary["episodes"] == 6 and summary["failed"] == 0, summary["failures"]
     assert tokens["requests_extending_previous"] == 1.0
     assert 0.9 <= tokens["reported_over_ideal"] <= 1.2, tokens
+    if real.kind == "sglang":
+        assert tokens["reported_over_ideal"] >= 0.95, "SGLang's radix cache keeps every token"
     manifest = json.loads((result.path / "manifest.json").read_text())
     block = manifest["engines"]["small"].get("cache_block", 1)
     assert tokens["cached_ideal_blocks"] % block == 0 or block == 1
