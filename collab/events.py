@@ -104,6 +104,8 @@ class EpisodeEnd(Event):
     prompt_tokens: int = 0
     cached_tokens: int = 0
     ideal_cached_tokens: int = 0
+    block_ideal_cached_tokens: int = 0
+    """The ideal rounded down to the engine's cache blocks (what a block-granular cache can report)."""
     requests: int = 0
     end_reason: str = ""
     wall_s: float = 0.0

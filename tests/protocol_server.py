@@ -12,6 +12,11 @@ answer stops before its end), ``garbage`` (broken JSON), ``overlap`` (``output_i
 prompt's last ids, a real SGLang bug; the answer is otherwise right; ``/generate`` only), ``error``
 (HTTP 400, or an ``{"error": ...}`` event mid-stream).
 
+Strictness of the real servers, on demand: ``max_stop_strings`` refuses requests with more stop
+strings (HTTP 400, as vLLM does beyond 4), ``block_size`` reports ``cached_tokens`` in whole cache
+blocks (as vLLM does), and ``openai_token_ids=False`` answers ``/v1/completions`` as llama.cpp's
+``llama-server`` does: no token ids, and neither the matched stop string nor EOS in the text.
+
 Usage::
 
     async with ProtocolServer(tokenizer, faults={"5xx": 0.2}) as server:
@@ -27,7 +32,7 @@ import random
 import time
 import uuid
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +42,13 @@ from aiohttp import web
 from collab.engines.base import Tokenizer
 
 FAULTS = ("5xx", "429", "reset", "stall", "torn", "garbage", "overlap", "error")
-WORDS = ["the", "of", "to", "and", "a", "in", "is", "it", "that", "we", "so", "let", "me", "think", "about", "this", "number", "sum", "value", "answer", "first", "then", "next", "square", "root", "equation", "solve", "check", "wait", "but", "if", "not", "equal", "more", "less", "two", "three", "four", "five", "times", "plus", "minus", "divide", "total", "case", "step", "right", "left", "term", "prime", "factor", "integer"]
+WORDS = [
+    "the", "of", "to", "and", "a", "in", "is", "it", "that", "we", "so", "let", "me", "think", "about",
+    "this", "number", "sum", "value", "answer", "first", "then", "next", "square", "root", "equation",
+    "solve", "check", "wait", "but", "if", "not", "equal", "more", "less", "two", "three", "four", "five",
+    "times", "plus", "minus", "divide", "total", "case", "step", "right", "left", "term", "prime", "factor",
+    "integer",
+]  # fmt: skip
 GENERATE_FIELDS = {
     "text", "input_ids", "input_embeds", "image_data", "audio_data", "sampling_params", "rid",
     "return_logprob", "logprob_start_len", "top_logprobs_num", "token_ids_logprob",
@@ -52,7 +63,7 @@ SAMPLING_FIELDS = {
 COMPLETION_FIELDS = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "seed", "stop", "stop_token_ids",
     "stream", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
-    "return_token_ids", "ignore_eos", "min_p", "user", "logprobs", "echo",
+    "return_token_ids", "ignore_eos", "min_p", "user", "logprobs", "echo", "stream_options",
 }  # fmt: skip
 
 
@@ -139,6 +150,8 @@ class ProtocolServer:
         api_key: str | None = None,
         deterministic: bool = True,
         openai_token_ids: bool = True,
+        max_stop_strings: int | None = None,
+        block_size: int = 1,
         keepalive_timeout: float = 75.0,
         model_path: str = "test-org/test-model",
         version: str = "0.0.0-protocol-test",
@@ -160,6 +173,8 @@ class ProtocolServer:
         self.api_key = api_key
         self.deterministic = deterministic
         self.openai_token_ids = openai_token_ids
+        self.max_stop_strings = max_stop_strings
+        self.block_size = block_size
         self.keepalive_timeout = keepalive_timeout
         self.model_path = model_path
         self.version = version
@@ -199,6 +214,7 @@ class ProtocolServer:
         app.router.add_post("/abort_request", self._abort)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, keepalive_timeout=self.keepalive_timeout, access_log=None
         )
@@ -314,7 +330,7 @@ class ProtocolServer:
             "tokenizer_path": self.model_path,
             "disable_radix_cache": False,
             "schedule_policy": "fcfs",
-            "page_size": 1,
+            "page_size": self.block_size,
             "enable_deterministic_inference": self.deterministic,
             "context_length": self.context_length,
             "incremental_streaming_output": self.incremental,
@@ -331,13 +347,18 @@ class ProtocolServer:
             return denied
         return web.json_response(
             {"model_path": self.model_path, "tokenizer_path": self.model_path, "is_generation": True,
-             "preferred_sampling_params": None, "weight_version": "default"}  # fmt: skip
+             "preferred_sampling_params": None, "weight_version": "default"}
         )
 
     async def _models(self, request: web.Request) -> web.Response:
         if denied := self._denied(request):
             return denied
         return web.json_response({"object": "list", "data": [{"id": self.model_path, "object": "model"}]})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """vLLM's cache settings line of its Prometheus metrics."""
+        labels = f'block_size="{self.block_size}",enable_prefix_caching="True",engine="0"'
+        return web.Response(text=f"# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{{labels}}} 1.0\n")
 
     async def _abort(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -360,6 +381,8 @@ class ProtocolServer:
             limit = self.context_length
             message = f"The input ({len(ids)} tokens) is longer than the model's context length ({limit} tokens)."
             return _error(400, message)
+        if too_many := self._too_many_stops(p.get("stop")):
+            return too_many
         rid = body.get("rid") or uuid.uuid4().hex
         return await self._serve(request, "/generate", ids, p, rid, bool(body.get("stream")))
 
@@ -372,8 +395,8 @@ class ProtocolServer:
             ids = body["prompt"]
             if unknown or not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
                 raise ValueError(f"unknown fields {sorted(unknown)}" if unknown else "this server needs token ids")
-            if body.get("stream") or body.get("n", 1) != 1:
-                raise ValueError("only n=1 without streaming")
+            if body.get("n", 1) != 1:
+                raise ValueError("only n=1")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             return _error(400, f"invalid request: {e}")
         p = {
@@ -386,14 +409,24 @@ class ProtocolServer:
             "ignore_eos": body.get("ignore_eos", False),
             "return_token_ids": body.get("return_token_ids", False),
         }
+        if too_many := self._too_many_stops(p["stop"]):
+            return too_many
         rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-        return await self._serve(request, "/v1/completions", ids, p, rid, False)
+        return await self._serve(request, "/v1/completions", ids, p, rid, bool(body.get("stream")))
+
+    def _too_many_stops(self, stop: Any) -> web.Response | None:
+        count = 1 if isinstance(stop, str) else len(stop or [])
+        if self.max_stop_strings is not None and count > self.max_stop_strings:
+            message = f"List should have at most {self.max_stop_strings} items after validation, not {count}"
+            return _error(400, message)
+        return None
 
     async def _serve(
         self, request: web.Request, path: str, ids: list[int], p: dict[str, Any], rid: str, stream: bool
     ) -> web.StreamResponse:
         fault = self._fault(ids, p.get("sampling_seed"))
-        attempt = Attempt(path, rid, ids, p, min(self.tree.match(ids), max(0, len(ids) - 1)), fault)
+        cached = min(self.tree.match(ids), max(0, len(ids) - 1)) // self.block_size * self.block_size
+        attempt = Attempt(path, rid, ids, p, cached, fault)
         self.attempts.append(attempt)
         if fault == "5xx":
             return _error(503, "Service Unavailable")
@@ -447,9 +480,10 @@ class ProtocolServer:
     def _openai_answer(self, attempt: Attempt, text: str, p: Mapping[str, Any]) -> dict[str, Any]:
         finish = attempt.finish
         matched = finish.get("matched")
+        shown = p if self.openai_token_ids else {"no_stop_trim": False, "skip_special_tokens": True}
         choice: dict[str, Any] = {
             "index": 0,
-            "text": self._shown_text(text, finish, p),
+            "text": self._shown_text(text, finish, shown),
             "logprobs": None,
             "finish_reason": finish["type"],
             "stop_reason": None if matched in self.tokenizer.eos_token_ids else matched,
@@ -465,7 +499,7 @@ class ProtocolServer:
             "model": self.model_path,
             "choices": [choice],
             "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out,
-                      "prompt_tokens_details": {"cached_tokens": attempt.cached}},  # fmt: skip
+                      "prompt_tokens_details": {"cached_tokens": attempt.cached}},
         }
 
     async def _send_json(self, request: web.Request, answer: Any, fault: str | None) -> web.StreamResponse:
@@ -502,6 +536,11 @@ class ProtocolServer:
                 await resp.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
                 return resp
             shown = self._shown_text(text, finish, p) if finish is not None else text
+            if attempt.path == "/v1/completions":
+                event = self._openai_chunk(attempt, shown[sent_text:], out[sent_ids:], p)
+                await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                sent_ids, sent_text = len(out), len(shown)
+                continue
             if self.incremental:
                 chunk = {"text": shown[sent_text:], "output_ids": out[sent_ids:]}
             else:
@@ -509,8 +548,21 @@ class ProtocolServer:
             sent_ids, sent_text = len(out), len(shown)
             chunk["meta_info"] = self._meta(attempt, finish)
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        if attempt.path == "/v1/completions":
+            usage = self._openai_answer(attempt, "", p)["usage"]
+            await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         return resp
+
+    def _openai_chunk(self, attempt: Attempt, text: str, new: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
+        """One event of a streamed ``/v1/completions`` answer: the new text and ids (vLLM's form)."""
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None, "stop_reason": None}
+        if attempt.finish is not None:
+            final = self._openai_answer(attempt, "", p)["choices"][0]
+            choice.update(finish_reason=final["finish_reason"], stop_reason=final["stop_reason"])
+        if p["return_token_ids"] and self.openai_token_ids:
+            choice["token_ids"] = new
+        return {"id": f"cmpl-{attempt.rid}", "object": "text_completion", "model": self.model_path, "choices": [choice]}
 
     def _denied(self, request: web.Request) -> web.Response | None:
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -530,14 +582,11 @@ def _digest(ids: list[int], seed: Any) -> bytes:
 
 
 def _last(states: Any) -> Any:
-    last = None
-    for last in states:
-        pass
-    return last
+    return deque(states, maxlen=1).pop()
 
 
 async def _alast(states: AsyncIterator[Any]) -> Any:
     last = None
-    async for last in states:
-        pass
+    async for state in states:
+        last = state
     return last

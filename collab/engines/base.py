@@ -109,6 +109,8 @@ class Engine(Protocol):
 
     name: str
     info: dict[str, Any]
+    cache_block: int
+    """Tokens per prefix-cache block: a cache reports hits in whole blocks (1: token by token)."""
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -147,6 +149,7 @@ class EngineLifecycle:
     and ``aclose``."""
 
     info: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance by __aenter__)
+    cache_block: int = 1
 
     async def open(self) -> dict[str, Any]:
         """Get ready and describe the engine (overridden by every engine)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+from collab.engines.base import EngineError
 
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "</think>"
@@ -63,6 +66,28 @@ def load_tokenizer(path: str, *, gguf_file: str | None = None, thinking: bool | 
     hf = _load_hf(path, gguf_file)
     digest = hashlib.sha1(repr(sorted(hf.get_vocab().items())[:2000]).encode()).hexdigest()[:8]
     return HFTokenizer(hf, key=f"{type(hf).__name__}:{len(hf)}:{digest}", thinking=thinking)
+
+
+def locate(model: str) -> tuple[str, str | None]:
+    """``(folder or hub id, GGUF file name)`` for a hub id, a local folder, or a ``.gguf`` file.
+
+    A ``.gguf`` path that is not a local file is read as ``owner/repo/file.gguf`` on the hub.
+    """
+    if not model.endswith(".gguf"):
+        return model, None
+    path = Path(model).expanduser()
+    if path.is_file():
+        return str(path.parent), path.name
+    parts = model.split("/", 2)
+    if len(parts) < 3:
+        raise EngineError(f"GGUF file not found: {model}", retryable=False)
+    return "/".join(parts[:2]), parts[2]
+
+
+def tokenizer_for(source: str, *, thinking: bool | None = None) -> HFTokenizer:
+    """The tokenizer of a hub id, a local folder or a ``.gguf`` file (the forms a model is given in)."""
+    path, gguf = locate(source)
+    return load_tokenizer(path, gguf_file=gguf, thinking=thinking)
 
 
 class ByteTokenizer:

@@ -57,6 +57,7 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     prompt = sum(r.end.prompt_tokens for r in every_ok)
     cached = sum(r.end.cached_tokens for r in every_ok)
     ideal = sum(r.end.ideal_cached_tokens for r in every_ok)
+    block_ideal = sum(r.end.block_ideal_cached_tokens for r in every_ok)
     summary = {
         "episodes": len(ended),
         "ok": len(ok),
@@ -77,6 +78,8 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
             "cached_reported": cached,
             "cached_ideal": ideal,
             "reported_over_ideal": _share(cached, ideal),
+            "cached_ideal_blocks": block_ideal,
+            "reported_over_ideal_blocks": _share(cached, block_ideal),
             "requests": requests,
             "requests_extending_previous": _share(extending, requests),
         },

@@ -44,14 +44,12 @@ class LocalEngineConfig(Strict):
     cache_budget_mb: float = Field(512, gt=0)
 
 
-class SGLangEngineConfig(Strict):
-    """An SGLang server (native ``/generate``); several ``urls`` give episode-sticky routing."""
+class HTTPEngineConfig(Strict):
+    """What every engine backed by an inference server over HTTP takes."""
 
-    kind: Literal["sglang"]
-    url: str | None = None
-    urls: list[str] | None = None
     model: str | None = None
     tokenizer: str | None = None
+    """A hub id, a folder or a ``.gguf`` file (default: ``model``)."""
     thinking: bool | None = None
     stream: bool = False
     timeout_s: float = Field(600, gt=0)
@@ -59,10 +57,18 @@ class SGLangEngineConfig(Strict):
     backoff_s: float = Field(0.5, ge=0)
     max_connections: int = Field(4096, ge=1)
     health_timeout_s: float = Field(300, gt=0)
+    api_key_env: str | None = None
+    """For servers started with an API key: the environment variable holding the key."""
+
+
+class SGLangEngineConfig(HTTPEngineConfig):
+    """An SGLang server (native ``/generate``); several ``urls`` give episode-sticky routing."""
+
+    kind: Literal["sglang"]
+    url: str | None = None
+    urls: list[str] | None = None
     port: int | None = None
     launch_args: list[str] = []
-    api_key_env: str | None = None
-    """For servers started with ``--api-key``: the environment variable holding the key."""
 
     @model_validator(mode="after")
     def _needs_address(self) -> SGLangEngineConfig:
@@ -73,20 +79,16 @@ class SGLangEngineConfig(Strict):
         return self
 
 
-class OpenAIEngineConfig(Strict):
+class OpenAIEngineConfig(HTTPEngineConfig):
     """An OpenAI-compatible ``/v1/completions`` server (vLLM and others) fed token ids."""
 
     kind: Literal["openai"]
     url: str
     model: str
-    tokenizer: str | None = None
-    api_key_env: str | None = None
-    thinking: bool | None = None
-    timeout_s: float = Field(600, gt=0)
-    retries: int = Field(4, ge=0)
-    backoff_s: float = Field(0.5, ge=0)
-    max_connections: int = Field(4096, ge=1)
-    health_timeout_s: float = Field(300, gt=0)
+    max_stop_strings: int | None = Field(4, ge=0)
+    """Stop strings the server accepts (vLLM: 4 by default); more are applied by collab."""
+    cache_block: int | None = Field(None, ge=1)
+    """Tokens per prefix-cache block (default: read from vLLM's metrics)."""
 
 
 class ScriptedEngineConfig(Strict):

@@ -120,7 +120,7 @@ class Episode:
         """Send a writer's request and count it: the completion, its ideal cached prefix and whether it
         extends the episode's previous request on that engine."""
         completion = await self.send(engine_name, request)
-        ideal, extends = self.ledger.record(engine_name, request, completion)
+        ideal, extends = self.ledger.record(engine_name, request, completion, self.engines[engine_name].cache_block)
         return completion, ideal, extends
 
     async def send(self, engine_name: str, request: GenerateRequest) -> Completion:
@@ -170,6 +170,7 @@ class Episode:
         return EpisodeEnd(
             episode_id=self.spec.id, status=status, error=error, turns=len(self.trace.spans), tokens=self.tokens,
             prompt_tokens=ledger.prompt_tokens, cached_tokens=ledger.cached_tokens,
-            ideal_cached_tokens=ledger.ideal_cached_tokens, requests=ledger.requests, end_reason=reason,
+            ideal_cached_tokens=ledger.ideal_cached_tokens,
+            block_ideal_cached_tokens=ledger.block_ideal_cached_tokens, requests=ledger.requests, end_reason=reason,
             wall_s=time.perf_counter() - started,
         )

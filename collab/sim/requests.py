@@ -41,11 +41,15 @@ class CacheLedger:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     ideal_cached_tokens: int = 0
+    block_ideal_cached_tokens: int = 0
+    """The ideal rounded down to the engines' cache blocks (what a block-granular cache can report)."""
     requests: int = 0
     _seen: dict[str, list[int]] = field(default_factory=dict)
 
-    def record(self, engine_name: str, request: GenerateRequest, completion: Completion) -> tuple[int, bool]:
-        """Count one answered request; returns its ideal cached prefix and whether it extends the episode."""
+    def record(self, engine_name: str, request: GenerateRequest, completion: Completion,
+               block: int = 1) -> tuple[int, bool]:
+        """Count one answered request on an engine caching ``block`` tokens at a time; returns its ideal
+        cached prefix and whether it extends the episode."""
         seen = self._seen.get(engine_name, [])
         ideal = common_prefix(seen, request.input_ids)
         self._seen[engine_name] = request.input_ids + completion.token_ids
@@ -54,7 +58,14 @@ class CacheLedger:
         self.prompt_tokens += completion.prompt_tokens
         self.cached_tokens += completion.cached_tokens
         self.ideal_cached_tokens += ideal
+        self.block_ideal_cached_tokens += block_ideal(ideal, len(seen), len(request.input_ids), block)
         return ideal, ideal == len(seen)
+
+
+def block_ideal(ideal: int, seen: int, prompt: int, block: int) -> int:
+    """The ideal cached prefix as a server that caches whole blocks of ``block`` tokens can report it:
+    the last token it saw was sampled, never computed, and a prompt's last token is always computed."""
+    return max(min(ideal, seen - 1, prompt - 1), 0) // block * block
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from collab.engines.base import (
     RequestContext,
     Tokenizer,
 )
+from collab.engines.http import stops
 
 KEEPALIVE_S = 4.0
 """Idle pooled connections are dropped before SGLang's server (uvicorn, 5 s) closes them."""
@@ -85,8 +87,6 @@ class EngineStats:
     """Prompt tokens the warm-up requests made the server compute (not reported as cached)."""
     trimmed_output_ids: int = 0
     """Responses whose ``output_ids`` overlapped the prompt (a known SGLang bug) and were trimmed."""
-    retokenized: int = 0
-    """Responses without token ids whose text had to be re-encoded (servers that cannot return ids)."""
     errors: Counter[str] = field(default_factory=Counter)
     """Failed attempts by kind."""
     servers: dict[str, ServerStats] = field(default_factory=dict)
@@ -219,8 +219,11 @@ class HTTPEngine(EngineLifecycle):
         max_connections: int,
         health_timeout_s: float,
         api_key_env: str | None,
+        max_stop_strings: int | None = None,
     ) -> None:
         self.name = name
+        self.max_stop_strings = max_stop_strings
+        """Stop strings the server accepts (``None``: any number); the rest are applied here."""
         self.tokenizer = tokenizer
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
@@ -259,6 +262,9 @@ class HTTPEngine(EngineLifecycle):
         stats.requests += 1
         started = time.perf_counter()
         ctx = request.context
+        sent, kept = stops.split(request.stop, self.max_stop_strings)
+        if kept:
+            request = dataclasses.replace(request, stop=sent)
         try:
             if self._wants_warmup(ctx):
                 await self._warm(self._route(ctx.episode_id), request)
@@ -281,6 +287,8 @@ class HTTPEngine(EngineLifecycle):
         except asyncio.CancelledError:
             stats.cancelled += 1
             raise
+        if kept:
+            completion = stops.apply(completion, kept, self.tokenizer)
         completion.latency_s = time.perf_counter() - started
         completion.server = server.url
         stats.ok += 1

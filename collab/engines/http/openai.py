@@ -2,28 +2,40 @@
 
 The prompt is sent as token ids; vLLM's extensions keep the output exact (``return_token_ids``,
 ``skip_special_tokens: false``, ``include_stop_str_in_output``) and report prefix-cache hits in
-``usage.prompt_tokens_details.cached_tokens`` (vLLM: ``--enable-prompt-tokens-details``).
+``usage.prompt_tokens_details.cached_tokens`` (vLLM: ``--enable-prompt-tokens-details``), in whole
+cache blocks (the block size is read from vLLM's ``/metrics``). A server that returns no token ids
+or no finish reason (llama.cpp's ``llama-server``) is refused with a clear error: re-encoding its
+text would change the trace's tokens and hide its end-of-sequence, so episodes could never end.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aiohttp
 
-from collab.engines.base import Completion, GenerateRequest
+from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
 from collab.engines.http.client import (
     HTTPEngine,
     RequestFailed,
     Server,
+    error_message,
     loads,
     normalize_url,
+    sse_data,
     status_error,
     transport_error,
 )
-from collab.engines.tokenizers import load_tokenizer
+from collab.engines.tokenizers import tokenizer_for
 
 LAUNCH_HINT = "Start it, e.g. `vllm serve MODEL --port PORT`."
+FINISH: dict[Any, FinishType] = {"stop": "stop", "length": "length", "abort": "abort"}
+VLLM_BLOCK = re.compile(r'^vllm:cache_config_info\{[^}]*\bblock_size="(\d+)"', re.MULTILINE)
+NO_IDS = (
+    "the server at {url} returned no {what}; collab needs the exact token ids and finish reason of every "
+    "completion (vLLM gives them; llama.cpp's llama-server does not: use the local engine for GGUF files)"
+)
 
 
 class OpenAIEngine(HTTPEngine):
@@ -44,23 +56,34 @@ class OpenAIEngine(HTTPEngine):
         backoff_s: float = 0.5,
         max_connections: int = 4096,
         health_timeout_s: float = 300,
+        max_stop_strings: int | None = 4,
+        cache_block: int | None = None,
+        stream: bool = False,
     ) -> None:
         """``url``: the server (with or without ``/v1``); ``model``: the served model name, also the
-        tokenizer source unless ``tokenizer`` names a local folder; ``api_key_env``: the environment
-        variable that holds the API key, read at each request and never recorded."""
+        tokenizer source unless ``tokenizer`` names one (a hub id, a folder or a ``.gguf`` file);
+        ``api_key_env``: the environment variable that holds the API key, read at each request and
+        never recorded; ``max_stop_strings``: how many stop strings the server accepts (vLLM: 4 unless
+        ``VLLM_MAX_STOP_STRINGS`` says otherwise; ``None``: any number), the rest are applied here;
+        ``cache_block``: the tokens per prefix-cache block (default: read from vLLM's ``/metrics``);
+        ``stream``: receive the answer as server-sent events (``timeout_s`` then bounds each gap)."""
         base = normalize_url(url)
         super().__init__(
             name,
             [base.removesuffix("/v1")],
-            tokenizer=load_tokenizer(tokenizer or model, thinking=thinking),
+            tokenizer=tokenizer_for(tokenizer or model, thinking=thinking),
             timeout_s=timeout_s,
             retries=retries,
             backoff_s=backoff_s,
             max_connections=max_connections,
             health_timeout_s=health_timeout_s,
             api_key_env=api_key_env,
+            max_stop_strings=max_stop_strings,
         )
         self.model = model
+        self.stream = stream
+        self.cache_block = cache_block or 1
+        self._fixed_block = cache_block is not None
 
     async def open(self) -> dict[str, Any]:
         """Wait until the server lists its models; describe it (never the API key)."""
@@ -69,6 +92,8 @@ class OpenAIEngine(HTTPEngine):
         _, models = await self.get_json(url + self._health_path())
         status, version = await self.get_json(url + "/version")
         served = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)]
+        if not self._fixed_block:
+            self.cache_block = await self._metrics_block(url) or 1
         return {
             "kind": self.kind,
             "name": self.name,
@@ -78,12 +103,25 @@ class OpenAIEngine(HTTPEngine):
             "api_key_env": self.api_key_env,
             "served_models": served,
             "version": version.get("version") if status == 200 and isinstance(version, dict) else None,
+            "cache_block": self.cache_block,
+            "max_stop_strings": self.max_stop_strings,
+            "stream": self.stream,
         }
+
+    async def _metrics_block(self, url: str) -> int | None:
+        """The prefix cache's block size from vLLM's Prometheus metrics (``vllm:cache_config_info``)."""
+        try:
+            async with self.session().get(url + "/metrics", headers=self.headers()) as resp:
+                text = (await resp.read()).decode("utf-8", "replace") if resp.status == 200 else ""
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        found = VLLM_BLOCK.search(text)
+        return int(found.group(1)) if found else None
 
     def _health_path(self) -> str:
         return "/v1/models"
 
-    def payload(self, request: GenerateRequest) -> dict[str, Any]:
+    def payload(self, request: GenerateRequest, *, stream: bool = False) -> dict[str, Any]:
         """The ``/v1/completions`` body for ``request``."""
         body: dict[str, Any] = {
             "model": self.model,
@@ -105,21 +143,25 @@ class OpenAIEngine(HTTPEngine):
             body["stop"] = list(request.stop)
         if request.stop_token_ids:
             body["stop_token_ids"] = list(request.stop_token_ids)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return body
 
     async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
         headers = {**self.headers(), "X-Request-Id": rid}
+        stream = self.stream and not warmup
         try:
             url = server.url + "/v1/completions"
-            async with self.session().post(url, json=self.payload(request), headers=headers) as resp:
-                body = await resp.read()
+            async with self.session().post(url, json=self.payload(request, stream=stream), headers=headers) as resp:
                 if resp.status != 200:
-                    raise status_error(resp.status, body, resp.headers)
+                    raise status_error(resp.status, await resp.read(), resp.headers)
+                out = await _read_stream(resp) if stream else loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError) as e:
             raise transport_error(e, self.timeout_s) from None
-        return self._completion(loads(body), request)
+        return self._completion(out, request, server.url)
 
-    def _completion(self, out: Any, request: GenerateRequest) -> Completion:
+    def _completion(self, out: Any, request: GenerateRequest, url: str) -> Completion:
         try:
             choice = out["choices"][0]
             text = choice["text"]
@@ -127,11 +169,11 @@ class OpenAIEngine(HTTPEngine):
         except (KeyError, IndexError, TypeError):
             raise RequestFailed(f"not a completions answer: {str(out)[:200]}", kind="bad_response") from None
         ids = choice.get("token_ids")
-        if ids is None:
-            ids = self.tokenizer.encode(text)
-            self.stats.retokenized += 1
-        reason = choice.get("finish_reason")
-        finish = reason if reason in ("stop", "length") else "abort"
+        if not isinstance(ids, list):
+            raise EngineError(NO_IDS.format(url=url, what="token ids (return_token_ids)"), retryable=False)
+        finish = FINISH.get(choice.get("finish_reason"))
+        if finish is None:
+            raise EngineError(NO_IDS.format(url=url, what="finish reason"), retryable=False)
         matched = choice.get("stop_reason")
         if finish == "stop" and matched is None and ids:
             matched = ids[-1]  # vLLM reports no stop_reason when the model's EOS token ended it
@@ -144,3 +186,28 @@ class OpenAIEngine(HTTPEngine):
             prompt_tokens=int(usage.get("prompt_tokens") or len(request.input_ids)),
             cached_tokens=int(details.get("cached_tokens") or 0),
         )
+
+
+async def _read_stream(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """An SSE answer (incremental chunks, then a usage chunk) gathered into one completions answer."""
+    text: list[str] = []
+    ids: list[int] | None = None
+    last: dict[str, Any] = {}
+    usage = None
+    async for data in sse_data(resp):
+        if data == b"[DONE]":
+            break
+        chunk = loads(data)
+        if not isinstance(chunk, dict):
+            raise RequestFailed(f"unexpected stream chunk {str(chunk)[:200]}", kind="bad_response")
+        if "error" in chunk:
+            raise RequestFailed(f"server error in stream: {error_message(data)}", kind="server_error", retryable=False)
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            text.append(choice.get("text") or "")
+            if isinstance(choice.get("token_ids"), list):
+                ids = (ids or []) + choice["token_ids"]
+            last = choice
+    if not last.get("finish_reason"):
+        raise RequestFailed("the stream ended before the request finished", kind="torn")
+    return {"choices": [{**last, "text": "".join(text), "token_ids": ids}], "usage": usage}

