@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ console = Console()
 errors = Console(stderr=True)
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -55,7 +57,6 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from collab.display.progress import ProgressDisplay
-    from collab.events import Event, RunStart
     from collab.sim.runner import RunOptions, parse_shard, simulate
 
     if args.path is None and args.resume is None:
@@ -72,20 +73,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
     )
     display = ProgressDisplay(errors, quiet=args.quiet, in_flight=options.in_flight)
-    folder: list[Path] = [options.resume] if options.resume else []
-
-    def remember(event: Event) -> None:
-        if isinstance(event, RunStart) and not folder:
-            folder.append(options.out / event.run_id)
-
     try:
         with display:
-            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [remember, display]))
+            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
     except KeyboardInterrupt:
-        where = folder[0] if folder else "RUN_FOLDER"
-        print(f"interrupted: finished episodes are saved. Resume with: collab simulate --resume {where}",
-              file=sys.stderr)
-        return 130
+        if options.run_dir is None:
+            print("interrupted before any episode finished: nothing was saved", file=sys.stderr)
+        else:
+            print("interrupted: finished episodes are saved. Resume with: collab simulate --resume "
+                  f"{shlex.quote(str(options.run_dir))}", file=sys.stderr)
+        return INTERRUPTED
     summary = result.summary
     accuracy = summary["accuracy"]
     staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
@@ -153,6 +150,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         return USAGE_ERROR
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collab", description="Multi-agent collaboration on one reasoning trace.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = add("simulate", cmd_simulate, "run a scenario into a run folder")
     simulate.add_argument("path", nargs="?")
     simulate.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
-    simulate.add_argument("--limit", type=int, help="first N problems only")
-    simulate.add_argument("--samples", type=int, help="samples per problem and sweep point")
-    simulate.add_argument("--concurrency", type=int, help="episodes in flight at once")
+    simulate.add_argument("--limit", type=positive, help="first N problems only")
+    simulate.add_argument("--samples", type=positive, help="samples per problem and sweep point")
+    simulate.add_argument("--concurrency", type=positive, help="episodes in flight at once")
     simulate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override a scenario field, e.g. agents.a.temperature=0.8")
     simulate.add_argument("--model", help="point every local engine at this model (hub id, folder or .gguf)")
@@ -192,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")
     judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
-    judge.add_argument("--samples", type=int, help="rollouts per span boundary")
+    judge.add_argument("--samples", type=positive, help="rollouts per span boundary")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")
@@ -238,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     except EngineStartError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -142,9 +142,11 @@ class ProgressDisplay:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        failed = exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
         if self._live is not None:
+            self._live.transient = failed  # an error line stands alone
             self._live.__exit__(*exc)
-        elif self._logged_done != self.stats.done:
+        elif self._logged_done != self.stats.done and not failed:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:

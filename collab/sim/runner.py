@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import platform
+import shutil
 import sys
 import time
 import uuid
@@ -22,7 +23,8 @@ from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError
 from collab.events import Event, PhaseStart, RunEnd, RunStart
 from collab.judge import AnswerChecker, Probe, judge_episode
-from collab.log.store import SCENARIO, SUMMARY, RunStore, StoreError
+from collab.log.secrets import Scrubber
+from collab.log.store import MANIFEST, SCENARIO, SUMMARY, RunStore, StoreError, is_run
 from collab.report.summary import summarize
 from collab.scenario import Loaded, load
 from collab.scenario.graph import engines_in_use
@@ -56,6 +58,8 @@ class RunOptions:
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
+    run_dir: Path | None = None
+    """Set by :func:`simulate` once the run folder exists (for an interrupted run's resume hint)."""
 
 
 def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
@@ -162,6 +166,7 @@ class Runner:
         self.concurrency = options.concurrency or self.scenario.concurrency
 
     def emit(self, event: Event) -> None:
+        event = self.store.scrubber.event(event)  # type: ignore[arg-type]
         self.store.emit(event)
         for observer in self.observers:
             observer(event)
@@ -176,9 +181,9 @@ class Runner:
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
         try:
             described = await asyncio.gather(*(open_engine(engine) for engine in engines.values()))
-            manifest = self.store.read_json("manifest.json") or {}
+            manifest = self.store.read_json(MANIFEST) or {}
             manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
-            self.store.write_json("manifest.json", manifest)
+            self.store.write_json(MANIFEST, manifest)
             settings = self.scenario.judge
             async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
                 servers = max((len(getattr(engine, "servers", ())) for engine in engines.values()), default=0)
@@ -234,11 +239,18 @@ class Runner:
         finally:
             gate.release()
         end = episode.end_event("ok", reason, started)
-        judgement = await judge_episode(
-            episode.spec.id, episode.trace, episode.spec.problem.answer,
-            attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
-            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
-        )
+        try:
+            judgement = await judge_episode(
+                episode.spec.id, episode.trace, episode.spec.problem.answer,
+                attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
+                checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed,
+                thinking=episode.thinking,
+            )
+        except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
+            raise
+        except Exception as error:  # the judge failing is this episode's failure, never the run's
+            self.emit(episode.end_event("failed", "error", started, error=f"judge: {type(error).__name__}: {error}"))
+            return
         for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
             self.emit(event)
         grade = judgement.grade
@@ -256,17 +268,40 @@ class RunResult:
 def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
     """The loaded scenario (with overrides) and the folder its relative paths start from."""
     if options.resume is not None:
-        manifest = json.loads((options.resume / "manifest.json").read_text(encoding="utf-8"))
+        manifest = resumable(options.resume)
         return load(options.resume / SCENARIO), Path(manifest["base_dir"])
     return load(path, shortcut_overrides(path, options)), path.resolve().parent
 
 
+def resumable(folder: Path) -> dict[str, Any]:
+    """The manifest of a run folder that can be resumed, or a :class:`StoreError` saying why not."""
+    if not folder.is_dir():
+        raise StoreError(f"{folder}: no such run folder")
+    if not is_run(folder):
+        raise StoreError(f"{folder} is not a run folder (no {MANIFEST})")
+    manifest = RunStore(folder).read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("base_dir"), str):
+        raise StoreError(f"{folder / MANIFEST} is corrupt (no base_dir)")
+    return manifest
+
+
+def secret_names(loaded: Loaded) -> set[str]:
+    """The environment variables that hold the scenario's API keys."""
+    return {name for point in loaded.points for engine in point.scenario.engines.values()
+            if (name := getattr(engine, "api_key_env", None))}
+
+
 async def simulate(path: Path | None, options: RunOptions, observers: list[Observer] | None = None) -> RunResult:
-    """Run (or resume) a scenario; returns the run folder and its summary."""
+    """Run (or resume) a scenario; returns the run folder and its summary.
+
+    The run folder is locked for the whole run. A new run that ends (by an error or an interrupt)
+    before any episode finished leaves no folder behind.
+    """
     if options.resume is not None:
         loaded, base = prepare(options.resume, options)
-        store = RunStore(options.resume)
-        shard = (store.read_json("manifest.json") or {}).get("shard")
+        store = RunStore(options.resume, Scrubber.from_env(secret_names(loaded)))
+        store.lock()
+        shard = (store.read_json(MANIFEST) or {}).get("shard")
         options.shard = tuple(shard) if shard else None
         keep = set(store.finished(include_failed=not options.retry_failed))
         store.compact(keep)
@@ -275,17 +310,32 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
         loaded, base = prepare(path, options)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         name = loaded.scenario.name + (f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else "")
-        store = RunStore.create(options.out, name, run_id)
-        store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
-        store.write_json("manifest.json", {
-            "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
-            "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "shard": list(options.shard) if options.shard else None,
-        })
+        store = RunStore.create(options.out, name, run_id, Scrubber.from_env(secret_names(loaded)))
         keep = set()
-    schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
-                        sharded=options.shard is not None)
-    runner = Runner(loaded, store, base, options, observers)
-    summary = await runner.run(schedule, resumed=options.resume is not None)
+    options.run_dir = store.path
+    try:
+        if options.resume is None:
+            _write_new_run(store, loaded, path, base, options)
+        schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
+                            sharded=options.shard is not None)
+        runner = Runner(loaded, store, base, options, observers)
+        summary = await runner.run(schedule, resumed=options.resume is not None)
+    except BaseException:
+        if options.resume is None and not store.finished():
+            store.unlock()
+            shutil.rmtree(store.path, ignore_errors=True)
+            options.run_dir = None
+        raise
+    finally:
+        store.unlock()
     return RunResult(store.path, summary)
+
+
+def _write_new_run(store: RunStore, loaded: Loaded, path: Path | None, base: Path, options: RunOptions) -> None:
+    store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
+    store.write_json(MANIFEST, {
+        "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
+        "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "shard": list(options.shard) if options.shard else None,
+    })
