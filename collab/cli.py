@@ -14,7 +14,7 @@ from rich.console import Console
 from collab.data.errors import DataError
 from collab.engines.base import EngineStartError
 from collab.log.store import StoreError
-from collab.scenario import ScenarioError, load
+from collab.scenario import Loaded, ScenarioError, load
 
 console = Console()
 errors = Console(stderr=True)
@@ -33,10 +33,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
             status = USAGE_ERROR
             continue
+        named = unreadable_files(loaded, Path(path).resolve().parent)
+        if named:
+            print(*named, sep="\n", file=sys.stderr)
+            status = USAGE_ERROR
+            continue
         points = len(loaded.points)
         console.print(f"{path}: ok ({len(loaded.scenario.agents)} agents, {points} sweep point{'s' * (points != 1)})",
                       markup=False, highlight=False, soft_wrap=True)
     return status
+
+
+def unreadable_files(loaded: Loaded, base: Path) -> list[str]:
+    """One line per file the scenario (at any sweep point) names that is missing or unreadable."""
+    from collab.data.check import check_files
+
+    lines = [str(loaded.source.problem(loc, str(error)))
+             for point in loaded.points for loc, error in check_files(point.scenario, base)]
+    return list(dict.fromkeys(lines))
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

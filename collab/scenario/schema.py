@@ -352,7 +352,7 @@ class StageConfig(Strict):
 
     agents: list[str] | None = None
     """Writers that run solo (default: every writer)."""
-    samples: int = Field(8, ge=1)
+    samples: int = Field(8, ge=1, le=10_000)
     """Solo samples per problem and agent."""
     limits: Limits | None = None
     """Limits of a solo episode (default: the scenario's)."""
@@ -387,8 +387,8 @@ class Scenario(Strict):
     name: str
     description: str = ""
     seed: int = 0
-    samples: int = Field(1, ge=1)
-    concurrency: int = Field(8, ge=1)
+    samples: int = Field(1, ge=1, le=10_000)
+    concurrency: int = Field(8, ge=1, le=100_000)
     dataset: DatasetConfig
     prompt: PromptConfig = PromptConfig()
     engines: dict[str, EngineConfig]

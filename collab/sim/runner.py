@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from collab import __version__
+from collab.data.files import read_text
 from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError
 from collab.events import Event, PhaseStart, RunEnd, RunStart
@@ -103,7 +104,7 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     for agent in scenario.agents.values():
         if agent.inject is not None and agent.inject.file is not None:
-            files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
+            files[agent.inject.file] = read_text(_resolve(base, agent.inject.file))
     return files
 
 
