@@ -13,7 +13,7 @@ from collab.display.context import RunContext
 from collab.display.episode import EpisodeView
 from collab.display.replay import run_folder
 from collab.log.select import SelectError, find
-from collab.log.store import EpisodeRecord, RunStore, StoreError
+from collab.log.store import EpisodeRecord, RunStore, StoreError, refuse_run_file
 
 HTML_WIDTH = 140
 PAGE = """<!DOCTYPE html>
@@ -55,6 +55,7 @@ def show(path: Path, episode: str, html_path: Path | None, console: Console) -> 
     if html_path is None:
         console.print(EpisodeView(record, context))
         return 0
+    refuse_run_file(html_path)
     try:
         Path(html_path).write_text(episode_html(record, context), encoding="utf-8")
     except OSError as error:

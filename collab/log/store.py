@@ -20,13 +20,15 @@ from collab.events import (
     SpanEvent,
     parse_event,
 )
-from collab.log.lock import LockHeld, RunLock
+from collab.log.lock import LOCK, LockHeld, RunLock
 from collab.log.secrets import Scrubber
 
 EVENTS = "events.jsonl"
 MANIFEST = "manifest.json"
 SCENARIO = "scenario.yaml"
 SUMMARY = "summary.json"
+OWN_FILES = frozenset({EVENTS, MANIFEST, SCENARIO, SUMMARY, LOCK, "judge.json", "selection.json"})
+"""What a run writes for itself; exports and reports never overwrite these."""
 FLUSH_ON = frozenset({"episode.end", "run.start", "run.end", "judge.verdict"})
 
 
@@ -94,12 +96,22 @@ def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, Epi
             record.values.append(event)
         elif isinstance(event, JudgeVerdict):
             record.verdicts.append(event)
+    for record in episodes.values():  # judge events about spans the episode does not have (a hand edit)
+        record.values = [v for v in record.values if v.boundary <= len(record.spans)]
+        record.verdicts = [v for v in record.verdicts if v.span is None or v.span < len(record.spans)]
     return episodes
 
 
 def is_run(path: Path) -> bool:
     """Whether ``path`` is a run folder (a folder with a manifest)."""
     return (Path(path) / MANIFEST).is_file()
+
+
+def refuse_run_file(path: Path) -> None:
+    """Raise :class:`StoreError` when ``path`` is one of a run folder's own files (never overwritten)."""
+    path = Path(path)
+    if is_run(path.parent) and (path.name in OWN_FILES or path.name.endswith(".tmp")):
+        raise StoreError(f"refusing to overwrite {path}: it belongs to the run in {path.parent}")
 
 
 class RunStore:
