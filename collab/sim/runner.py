@@ -108,7 +108,8 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     return files
 
 
-async def open_engine(engine: Engine) -> dict[str, Any]:
+async def open_engine(engine: Engine, scrubber: Scrubber | None = None) -> dict[str, Any]:
+    """What the engine says about itself once open; an :class:`EngineStartError` (secrets blanked) if not."""
     try:
         return await engine.open()
     except (asyncio.CancelledError, KeyboardInterrupt):
@@ -116,7 +117,8 @@ async def open_engine(engine: Engine) -> dict[str, Any]:
     except Exception as error:
         hint = " (offline? point local engines at a model file or folder with --model PATH)" if (
             "huggingface.co" in str(error)) else ""
-        raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
+        message = f"engine {engine.name} could not start: {error}{hint}"
+        raise EngineStartError((scrubber or Scrubber()).text(message)) from None
 
 
 def engine_stats(engine: Engine) -> dict[str, Any]:
@@ -181,7 +183,7 @@ class Runner:
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
         try:
-            described = await asyncio.gather(*(open_engine(engine) for engine in engines.values()))
+            described = await asyncio.gather(*(open_engine(e, self.store.scrubber) for e in engines.values()))
             manifest = self.store.read_json(MANIFEST) or {}
             manifest["engines"] = {e.name: info for e, info in zip(engines.values(), described)}
             self.store.write_json(MANIFEST, manifest)
