@@ -86,7 +86,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, model=args.model, dry_run=args.dry_run,
         resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
     )
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=options.in_flight)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=options.in_flight, waiting=options.waiting)
     try:
         with display:
             result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))

@@ -59,6 +59,8 @@ class SGLangEngineConfig(Strict):
     backoff_s: float = Field(0.5, ge=0)
     max_connections: int = Field(4096, ge=1)
     health_timeout_s: float = Field(300, gt=0)
+    outage_wait_s: float = Field(600, ge=0)
+    """With every server down, how long a request waits for one to come back (then its episode fails)."""
     port: int | None = None
     launch_args: list[str] = []
     api_key_env: str | None = None
@@ -87,6 +89,8 @@ class OpenAIEngineConfig(Strict):
     backoff_s: float = Field(0.5, ge=0)
     max_connections: int = Field(4096, ge=1)
     health_timeout_s: float = Field(300, gt=0)
+    outage_wait_s: float = Field(600, ge=0)
+    """With the server down, how long a request waits for it to come back (then its episode fails)."""
 
 
 class ScriptedEngineConfig(Strict):

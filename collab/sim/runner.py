@@ -56,6 +56,8 @@ class RunOptions:
     retry_failed: bool = False
     in_flight: Counter[str] = field(default_factory=Counter)
     """Requests in flight per engine, kept current while the run goes (for progress displays)."""
+    waiting: Counter[str] = field(default_factory=Counter)
+    """Requests waiting for a server to come back per engine (every server down), kept current."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -176,6 +178,9 @@ class Runner:
 
     async def run(self, schedule: Schedule, resumed: bool) -> dict[str, Any]:
         per_point, engines = build_engines(self.loaded)
+        for engine in engines.values():  # engines that wait out outages count their waiting requests here
+            if isinstance(getattr(engine, "waiting", None), Counter):
+                engine.waiting = self.options.waiting  # type: ignore[attr-defined]
         pools = schedule.pools
         files = read_inject_files(self.scenario, self.base)
         point_index = {id(p): i for i, p in enumerate(self.loaded.points)}

@@ -13,6 +13,7 @@ import aiohttp
 
 from collab.engines.base import Completion, GenerateRequest
 from collab.engines.http.client import (
+    OUTAGE_WAIT_S,
     HTTPEngine,
     RequestFailed,
     Server,
@@ -44,6 +45,7 @@ class OpenAIEngine(HTTPEngine):
         backoff_s: float = 0.5,
         max_connections: int = 4096,
         health_timeout_s: float = 300,
+        outage_wait_s: float = OUTAGE_WAIT_S,
     ) -> None:
         """``url``: the server (with or without ``/v1``); ``model``: the served model name, also the
         tokenizer source unless ``tokenizer`` names a local folder; ``api_key_env``: the environment
@@ -59,6 +61,7 @@ class OpenAIEngine(HTTPEngine):
             max_connections=max_connections,
             health_timeout_s=health_timeout_s,
             api_key_env=api_key_env,
+            outage_wait_s=outage_wait_s,
         )
         self.model = model
 
