@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import shlex
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
-from rich.console import Console
+try:  # a Ctrl-C while the command line loads ends it quietly (exit 130, no traceback)
+    import argparse
+    import asyncio
+    import shlex
+    from collections.abc import Callable
+    from pathlib import Path
 
-from collab.data.errors import DataError
-from collab.engines.base import EngineStartError
-from collab.log.store import StoreError
-from collab.scenario import Loaded, ScenarioError, load
+    from rich.console import Console
+
+    from collab.data.errors import DataError
+    from collab.engines.base import EngineStartError
+    from collab.log.store import StoreError
+    from collab.scenario import Loaded, ScenarioError, load
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 console = Console()
 errors = Console(stderr=True)
@@ -247,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except ScenarioError as error:
         for problem in error.problems:
