@@ -46,6 +46,8 @@ def episode_html(record: EpisodeRecord, context: RunContext) -> str:
 
 
 def show(path: Path, episode: str, html_path: Path | None, console: Console) -> int:
+    if html_path is not None:
+        refuse_run_file(html_path)
     folder = run_folder(path, follow=False)
     records = list(RunStore(folder).episodes().values())
     record = find(records, episode)
@@ -55,7 +57,6 @@ def show(path: Path, episode: str, html_path: Path | None, console: Console) -> 
     if html_path is None:
         console.print(EpisodeView(record, context))
         return 0
-    refuse_run_file(html_path)
     try:
         Path(html_path).write_text(episode_html(record, context), encoding="utf-8")
     except OSError as error:
