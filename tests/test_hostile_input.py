@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from collab.cli import main
 
@@ -64,8 +66,7 @@ def fifo(tmp: Path, name: str) -> Path:
 
 def alias_bomb(levels: int = 9) -> bytes:
     lines = ["l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
-    for i in range(1, levels):
-        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -81,8 +82,7 @@ class Case:
 
 
 SCENARIO_CASES = [
-    Case("utf-16 scenario", lambda t: text_file(t, "s.yaml", (ROOT / "scenarios/relay.yaml").read_text().encode("utf-16")),
-         "UTF-16"),
+    Case("utf-16 scenario", lambda t: text_file(t, "s.yaml", "name: relay\n".encode("utf-16")), "UTF-16"),
     Case("latin-1 scenario", lambda t: text_file(t, "s.yaml", "name: caf\xe9\n".encode("latin-1")), "not UTF-8"),
     Case("binary scenario", lambda t: text_file(t, "s.yaml", bytes(range(256)) * 4), "not UTF-8"),
     Case("NUL in scenario", lambda t: text_file(t, "s.yaml", b"name: a\x00b\n"), "NUL"),
@@ -160,14 +160,16 @@ def corrupt(run: Path, name: str, text: str) -> None:
 
 
 RUN_CASES: list[tuple[str, Callable[[Path], None], Callable[[Path], list[str]], str]] = [
-    ("resume a missing folder", lambda r: None, lambda r: ["simulate", "--resume", str(r / "nope")], "no such run folder"),
+    ("resume a missing folder", lambda r: None, lambda r: ["simulate", "--resume", str(r / "nope")],
+     "no such run folder"),
     ("resume a folder that is no run", lambda r: (r / "MANIFEST.bak").touch(),
      lambda r: ["simulate", "--resume", str(r.parent)], "not a run folder"),
     ("resume a corrupt manifest", lambda r: corrupt(r, "manifest.json", '{"base_dir": '),
      lambda r: ["simulate", "--resume", str(r)], "is corrupt"),
     ("resume a manifest without base_dir", lambda r: corrupt(r, "manifest.json", "[]"),
      lambda r: ["simulate", "--resume", str(r)], "is corrupt"),
-    ("report a corrupt summary", lambda r: corrupt(r, "summary.json", "{{"), lambda r: ["report", str(r)], "is corrupt"),
+    ("report a corrupt summary", lambda r: corrupt(r, "summary.json", "{{"), lambda r: ["report", str(r)],
+     "is corrupt"),
     ("report a summary that is a list", lambda r: corrupt(r, "summary.json", "[1]"), lambda r: ["report", str(r)],
      "is corrupt"),
     ("merge a corrupt manifest", lambda r: corrupt(r, "manifest.json", "\x00\x01"),
@@ -197,3 +199,37 @@ def test_negative_concurrency_is_a_usage_error(capsys) -> None:
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith("expected a positive integer, got '-4'")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+ROW = st.fixed_dictionaries({}, optional={"id": JSON, "problem": JSON, "answer": JSON, "response": JSON,
+                                          "correct": JSON, "model": JSON, "gold_answer": JSON})
+LINE = st.one_of(ROW.map(lambda r: json.dumps(r).encode()), JSON.map(lambda v: json.dumps(v).encode()),
+                 st.binary(max_size=40))
+
+
+def validate_only(path: Path, capsys) -> None:
+    status = main(["validate", str(path)])
+    err = capsys.readouterr().err
+    assert status in (0, 2) and "Traceback" not in err
+    if status == 2:
+        lines = err.strip().splitlines()
+        assert lines and all(line.startswith(f"{path}:") for line in lines), err
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINE, max_size=4), target=st.sampled_from(["dataset", "pool"]))
+def test_random_data_and_pool_files(tmp_path: Path, capsys, lines: list[bytes], target: str) -> None:
+    content = b"\n".join(lines) + b"\n"
+    path = with_dataset(tmp_path, "d.jsonl", content) if target == "dataset" else with_pool(tmp_path, content)
+    validate_only(path, capsys)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=400) | st.text(max_size=400).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_random_scenario_bytes(tmp_path: Path, capsys, content: bytes) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content)
+    validate_only(path, capsys)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from protocol_server import ProtocolServer
 
-from collab.events import EpisodeEnd
+from collab.events import EpisodeEnd, EpisodeStart, Event
 from collab.sim.runner import RunOptions, simulate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,10 +25,16 @@ async def test_episodes_ride_out_a_server_restart(qwen, qwen_path: str, tmp_path
     options = RunOptions(overrides=[f"engines.small={json.dumps(engine)}"], out=tmp_path, limit=6, samples=4,
                          concurrency=4, argv=[])
     ended: list[EpisodeEnd] = []
-    run = asyncio.create_task(simulate(ROOT / "scenarios/relay.yaml", options,
-                                       [lambda e: ended.append(e) if isinstance(e, EpisodeEnd) else None]))
-    while len(ended) < 3:
-        await asyncio.sleep(0.05)
+    three_done = asyncio.Event()
+
+    def observe(event: Event) -> None:
+        if isinstance(event, EpisodeEnd):
+            ended.append(event)
+            if len(ended) >= 3:
+                three_done.set()
+
+    run = asyncio.create_task(simulate(ROOT / "scenarios/relay.yaml", options, [observe]))
+    await three_done.wait()
     await server.stop()
     down_at, peak_waiting = time.monotonic(), 0
     while time.monotonic() - down_at < DOWN_S:
@@ -56,10 +62,16 @@ async def test_an_outage_longer_than_the_wait_fails_its_episodes(qwen, qwen_path
     options = RunOptions(overrides=[f"engines.small={json.dumps(engine)}"], out=tmp_path, limit=2, samples=1,
                          concurrency=2, argv=[])
     ended: list[EpisodeEnd] = []
-    run = asyncio.create_task(simulate(ROOT / "scenarios/relay.yaml", options,
-                                       [lambda e: ended.append(e) if isinstance(e, EpisodeEnd) else None]))
-    while not server.attempts:
-        await asyncio.sleep(0.01)
+    started = asyncio.Event()
+
+    def observe(event: Event) -> None:
+        if isinstance(event, EpisodeStart):
+            started.set()
+        elif isinstance(event, EpisodeEnd):
+            ended.append(event)
+
+    run = asyncio.create_task(simulate(ROOT / "scenarios/relay.yaml", options, [observe]))
+    await started.wait()
     await server.stop()
     result = await run
     assert result.summary["failed"] >= 1
