@@ -121,10 +121,12 @@ class ProgressDisplay:
     """
 
     def __init__(self, console: Console | None = None, quiet: bool = False,
-                 in_flight: Mapping[str, int] | None = None) -> None:
+                 in_flight: Mapping[str, int] | None = None, waiting: Mapping[str, int] | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet or not self.console.is_terminal
         self.in_flight: Mapping[str, int] = in_flight if in_flight is not None else {}
+        self.waiting: Mapping[str, int] = waiting if waiting is not None else {}
+        """Live: per engine, requests waiting for a server to come back (every server down)."""
         self.stats = RunStats()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -142,9 +144,11 @@ class ProgressDisplay:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        failed = exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
         if self._live is not None:
+            self._live.transient = failed  # an error line stands alone
             self._live.__exit__(*exc)
-        elif self._logged_done != self.stats.done:
+        elif self._logged_done != self.stats.done and not failed:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:
@@ -159,10 +163,16 @@ class ProgressDisplay:
 
     def _log(self, now: float) -> None:
         self._logged, self._logged_done = now, self.stats.done
-        self.console.print(self.stats.line(now), markup=False, highlight=False)
+        self.console.print(self.stats.line(now) + self._outage(), markup=False, highlight=False)
 
     def line(self) -> str:
-        return self.stats.line(time.perf_counter())
+        return self.stats.line(time.perf_counter()) + self._outage()
+
+    def _outage(self) -> str:
+        waiting = {name: n for name, n in dict(self.waiting).items() if n > 0}
+        if not waiting:
+            return ""
+        return "  servers down, waiting: " + ", ".join(f"{name} {n}" for name, n in sorted(waiting.items()))
 
     def engines(self) -> Table:
         table = Table(box=None, padding=(0, 2), pad_edge=False, header_style="dim")

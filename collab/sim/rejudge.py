@@ -11,10 +11,11 @@ from typing import Any, Literal
 
 from collab.engines import build_engine
 from collab.events import EpisodeEnd, JudgeValue, JudgeVerdict
-from collab.judge.answers import AnswerChecker
+from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
 from collab.judge.values import Probe
 from collab.log.store import (
+    EVENTS,
     MANIFEST,
     SCENARIO,
     SUMMARY,
@@ -53,13 +54,11 @@ def _rewrite(store: RunStore, judged: dict[str, Judgement]) -> None:
             grade = judgement.grade
             event.answer, event.correct = grade.answer, grade.correct
             event.judge_reason = grade.reason if grade.status != "ok" else None
-            lines.append(event.model_dump_json().encode() + b"\n")
-            lines += [e.model_dump_json().encode() + b"\n" for e in judgement.events]
+            lines.append(store.scrubber.line(event))
+            lines += [store.scrubber.line(e) for e in judgement.events]
             continue
-        lines.append(event.model_dump_json().encode() + b"\n")
-    tmp = store.events_path.with_suffix(".jsonl.tmp")
-    tmp.write_bytes(b"".join(lines))
-    os.replace(tmp, store.events_path)
+        lines.append(store.scrubber.line(event))
+    store.replace(EVENTS, b"".join(lines))
 
 
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
@@ -83,7 +82,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     probes = probes or {}
     store = RunStore(Path(run_dir))
     if not store.events_path.exists():
-        raise FileNotFoundError(f"no event log at {store.events_path}")
+        raise StoreError(f"no event log at {store.events_path}")
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
 
@@ -92,18 +91,26 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
         writer = probes.get(trace.last_writer or "")
         thinking = writer is None or writer.engine.tokenizer.think_close is not None
         async with gate:
-            return await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
-                                       checker=checker, probes=probes, seed=record.start.seed, thinking=thinking)
+            try:
+                return await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
+                                           checker=checker, probes=probes, seed=record.start.seed,
+                                           thinking=thinking)
+            except Exception as error:  # this episode stays unjudged; the others go on
+                return Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
 
-    async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
-        results = await asyncio.gather(*(one(r) for r in records.values()))
-    judged = dict(zip(records, results))
-    _rewrite(store, judged)
-    episodes = store.episodes()
-    store.write_json(SUMMARY, summarize(episodes))
-    verdicts = summarize_verdicts(episodes.values())
-    summary = {"method": attribution.method, "samples": attribution.samples, **verdicts}
-    store.write_json(JUDGE_SUMMARY, summary)
+    store.lock()
+    try:
+        async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
+            results = await asyncio.gather(*(one(r) for r in records.values()))
+        judged = dict(zip(records, results, strict=True))
+        _rewrite(store, judged)
+        episodes = store.episodes()
+        store.write_json(SUMMARY, summarize(episodes))
+        verdicts = summarize_verdicts(episodes.values())
+        summary = {"method": attribution.method, "samples": attribution.samples, **verdicts}
+        store.write_json(JUDGE_SUMMARY, summary)
+    finally:
+        store.unlock()
     return summary
 
 
