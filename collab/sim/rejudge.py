@@ -26,7 +26,7 @@ from collab.report.summary import summarize
 from collab.report.verdicts import summarize_verdicts
 from collab.scenario import load
 from collab.scenario.judging import AttributionSettings, JudgeSettings
-from collab.sim.runner import writer_probes
+from collab.sim.driver import writer_probes
 from collab.trace import Span, Trace
 
 JUDGE_SUMMARY = "judge.json"
