@@ -39,7 +39,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from collab.scenario.graph import draw
+    from collab.scenario.drawing import draw
 
     console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False, soft_wrap=True)
     return 0

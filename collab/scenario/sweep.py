@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from collab.scenario.checks import check
 from collab.scenario.errors import ScenarioError
-from collab.scenario.graph import check
 from collab.scenario.loader import (
     Source,
     load_source,
