@@ -1,0 +1,48 @@
+"""A run read back for the report: its episodes, summary and wall time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collab.events import RunEnd, RunStart
+from collab.log.store import SUMMARY, EpisodeRecord, RunStore, StoreError, group_episodes
+from collab.report.summary import summarize
+
+
+@dataclass
+class RunData:
+    """A run read back: its episodes, its summary (recomputed, over any stored keys) and wall time.
+
+    ``ok`` holds the finished episodes the tables count: not failed, and not solo stage episodes.
+    """
+
+    path: Path
+    episodes: dict[str, EpisodeRecord]
+    summary: dict[str, Any]
+    wall_s: float = 0.0
+    ok: list[EpisodeRecord] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ok = [r for r in self.episodes.values()
+                   if r.end is not None and r.end.status == "ok" and r.start.stage is None]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def load(cls, path: Path) -> RunData:
+        store = RunStore(path)
+        if not store.events_path.exists():
+            raise StoreError(f"{path} is not a run folder (no {store.events_path.name})")
+        events = list(store.events())
+        wall, started = 0.0, None
+        for event in events:
+            if isinstance(event, RunStart):
+                started = event.t
+            elif isinstance(event, RunEnd) and started is not None:
+                wall, started = wall + event.t - started, None
+        episodes = group_episodes(events)
+        return cls(Path(path), episodes, {**(store.read_json(SUMMARY) or {}), **summarize(episodes)}, wall)
