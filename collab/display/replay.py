@@ -17,7 +17,7 @@ from collab.display.context import RunContext
 from collab.display.episode import EpisodeView
 from collab.display.player import Player
 from collab.log.select import SelectError, Where, describe_fields, find, select
-from collab.log.store import EVENTS, StoreError
+from collab.log.store import open_run
 from collab.log.tail import LogTail
 
 FPS = 20
@@ -49,11 +49,7 @@ class ReplayOptions:
 
 def run_folder(path: Path, follow: bool) -> Path:
     """The run folder for ``path`` (a run folder or its ``events.jsonl``)."""
-    path = Path(path)
-    folder = path.parent if path.name == EVENTS else path
-    if not folder.is_dir() or not (follow or (folder / EVENTS).exists()):
-        raise StoreError(f"{path} is not a run folder (no {EVENTS})")
-    return folder
+    return open_run(path, live=follow).path
 
 
 def replay(path: Path, options: ReplayOptions, console: Console) -> int:

@@ -15,17 +15,15 @@ from collab.log.store import (
     EpisodeRecord,
     RunStore,
     StoreError,
+    open_run,
 )
 from collab.report.summary import summarize
 
 
 def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
     """Write a new run holding every finished episode of ``runs`` once (``ok`` beats ``failed``)."""
-    stores = [RunStore(path) for path in runs]
+    stores = [open_run(path, needs=(MANIFEST,)) for path in runs]
     manifests = [store.read_json(MANIFEST) for store in stores]
-    for path, manifest in zip(runs, manifests):
-        if manifest is None:
-            raise StoreError(f"{path} is not a run folder (no {MANIFEST})")
     digests = {m["digest"] for m in manifests}
     if len(digests) != 1:
         raise StoreError("these runs are of different scenarios (digests " + ", ".join(sorted(digests)) + ")")

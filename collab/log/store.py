@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,25 +74,49 @@ def read_events(path: Path) -> Iterator[AnyEvent]:
                 continue
 
 
-def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, EpisodeRecord]:
-    """Group episode events; a restarted episode's earlier attempt is replaced by the later one."""
+def add_event(episodes: dict[str, EpisodeRecord], event: AnyEvent) -> EpisodeRecord | None:
+    """File ``event`` under its episode; returns the record it went to (None: not an episode's event).
+
+    An ``episode.start`` opens a new record: a restarted episode's earlier attempt is replaced.
+    """
+    if isinstance(event, EpisodeStart):
+        record = episodes[event.episode_id] = EpisodeRecord(event)
+        return record
+    record = episodes.get(getattr(event, "episode_id", ""))
+    if record is None:
+        return None
+    if isinstance(event, SpanEvent):
+        record.spans.append(event)
+    elif isinstance(event, EpisodeEnd):
+        record.end = event
+    elif isinstance(event, JudgeValue):
+        record.values.append(event)
+    elif isinstance(event, JudgeVerdict):
+        record.verdicts.append(event)
+    return record
+
+
+def group_episodes(events: Iterable[AnyEvent]) -> dict[str, EpisodeRecord]:
+    """Group episode events by episode (see :func:`add_event`)."""
     episodes: dict[str, EpisodeRecord] = {}
     for event in events:
-        if isinstance(event, EpisodeStart):
-            episodes[event.episode_id] = EpisodeRecord(event)
-            continue
-        record = episodes.get(getattr(event, "episode_id", ""))
-        if record is None:
-            continue
-        if isinstance(event, SpanEvent):
-            record.spans.append(event)
-        elif isinstance(event, EpisodeEnd):
-            record.end = event
-        elif isinstance(event, JudgeValue):
-            record.values.append(event)
-        elif isinstance(event, JudgeVerdict):
-            record.verdicts.append(event)
+        add_event(episodes, event)
     return episodes
+
+
+def open_run(path: Path, *, live: bool = False, needs: tuple[str, ...] = ()) -> RunStore:
+    """The run at ``path`` (its folder, or its ``events.jsonl``); the one check of "is this a run folder".
+
+    A run folder holds an event log (``live``: or will soon, a run just starting) and the files in
+    ``needs``; anything else is a :class:`StoreError` naming what is missing.
+    """
+    path = Path(path)
+    folder = path.parent if path.name == EVENTS else path
+    required = needs if live else (EVENTS, *needs)
+    missing = [name for name in required if not (folder / name).exists()]
+    if not folder.is_dir() or missing:
+        raise StoreError(f"{path} is not a run folder (no {(missing or [EVENTS])[0]})")
+    return RunStore(folder)
 
 
 class RunStore:
@@ -173,15 +197,18 @@ class RunStore:
 
     def compact(self, keep: set[str]) -> None:
         """Rewrite the log keeping run-level events and the episodes in ``keep`` (used by resume)."""
+        self.rewrite(e for e in self.events() if (episode := getattr(e, "episode_id", None)) is None or episode in keep)
+
+    def rewrite(self, events: Iterable[Event]) -> None:
+        """Replace the log by ``events`` at once: a reader sees the old log or the new one, never a mix.
+
+        ``events`` may be read lazily from this log: it is closed (flushed) first.
+        """
         self.close()
-        lines: list[bytes] = []
-        for event in self.events():
-            episode = getattr(event, "episode_id", None)
-            if episode is None or episode in keep:
-                lines.append(event.model_dump_json().encode() + b"\n")
+        lines = b"".join(event.model_dump_json().encode() + b"\n" for event in events)
         tmp = self.events_path.with_suffix(".jsonl.tmp")
         try:
-            tmp.write_bytes(b"".join(lines))
+            tmp.write_bytes(lines)
             os.replace(tmp, self.events_path)
         except OSError as error:
             raise StoreError(f"cannot rewrite {self.events_path}: {error.strerror or error}") from error

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.events import RunEnd, RunStart
-from collab.log.store import SUMMARY, EpisodeRecord, RunStore, StoreError, group_episodes
+from collab.log.store import SUMMARY, EpisodeRecord, group_episodes, open_run
 from collab.report.summary import summarize
 
 
@@ -34,9 +34,7 @@ class RunData:
 
     @classmethod
     def load(cls, path: Path) -> RunData:
-        store = RunStore(path)
-        if not store.events_path.exists():
-            raise StoreError(f"{path} is not a run folder (no {store.events_path.name})")
+        store = open_run(path)
         events = list(store.events())
         wall, started = 0.0, None
         for event in events:
