@@ -140,7 +140,6 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
-EPISODE_EVENTS = ("episode.start", "turn", "inject", "seed", "episode.end", "judge.value", "judge.verdict")
 
 
 def parse_event(line: str | bytes) -> AnyEvent:

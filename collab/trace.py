@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collab.engines.base import Tokenizer
+from collab.engines.base import THINK_CLOSE, Tokenizer
 
 SpanKind = Literal["generated", "injected", "seeded"]
 Align = Literal["sentence", "paragraph", "token"]
@@ -81,11 +81,10 @@ class Trace:
         """The trace after the prompt: thinking and answer as one string."""
         return "".join(span.text for span in self.spans)
 
-    def fork(self) -> Trace:
-        """A copy sharing span objects (spans are never mutated but for their id caches)."""
-        other = Trace(self.user_prompt, self.system)
-        other.spans = list(self.spans)
-        return other
+
+def thinking_part(text: str) -> str:
+    """What a written text thinks: all before the first thinking close tag (all of it when there is none)."""
+    return text.split(THINK_CLOSE, 1)[0]
 
 
 def boundary_before(text: str, position: int, align: Align) -> int:

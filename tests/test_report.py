@@ -13,9 +13,9 @@ from rich.console import Console
 from runlog import demo_run
 
 from collab import cli
-from collab.report.plots import DPI, FIGSIZE
 from collab.report.combine import combine, merge_tables, short_names
 from collab.report.figures import wilson
+from collab.report.plots import DPI, FIGSIZE
 from collab.report.rundata import RunData
 from collab.report.section import Section
 from collab.report.sections import sections

@@ -10,8 +10,7 @@ from pathlib import Path
 from collab.data.errors import DataError
 from collab.data.jsonl import read_rows, require
 from collab.data.problems import MathProblem
-
-THINK_CLOSE = "</think>"
+from collab.trace import thinking_part
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Trajectory:
     @property
     def thinking(self) -> str:
         """The text before ``</think>`` (all of it when the thinking was never closed or never opened)."""
-        return self.text.split(THINK_CLOSE, 1)[0]
+        return thinking_part(self.text)
 
 
 class Pool:

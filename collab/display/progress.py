@@ -40,7 +40,9 @@ def _share(part: float, whole: float) -> str:
 
 
 @dataclass
-class EngineStats:
+class EngineTally:
+    """What one engine's finished turns added up to, as the progress display shows it."""
+
     turns: int = 0
     tokens: int = 0
     prompt: int = 0
@@ -62,7 +64,7 @@ class RunStats:
     prompt: int = 0
     cached: int = 0
     ideal: int = 0
-    engines: dict[str, EngineStats] = field(default_factory=dict)
+    engines: dict[str, EngineTally] = field(default_factory=dict)
     recent: deque[tuple[float, int]] = field(default_factory=deque)
     clock: float = field(default_factory=time.perf_counter)
 
@@ -75,7 +77,7 @@ class RunStats:
             self.started += 1
         elif isinstance(event, TurnEvent):
             self.tokens += event.tokens
-            engine = self.engines.setdefault(event.engine, EngineStats())
+            engine = self.engines.setdefault(event.engine, EngineTally())
             engine.turns += 1
             engine.tokens += event.tokens
             engine.prompt += event.prompt_tokens
@@ -170,7 +172,7 @@ class ProgressDisplay:
             table.add_column(name, justify="left" if name == "engine" else "right")
         in_flight = dict(self.in_flight)
         for name in sorted(set(self.stats.engines) | set(in_flight)):
-            stats = self.stats.engines.get(name, EngineStats())
+            stats = self.stats.engines.get(name, EngineTally())
             speed = f"{stats.tokens / stats.latency_s:.1f}" if stats.latency_s else "-"
             table.add_row(Text(name), str(in_flight.get(name, "-")), str(stats.turns), str(stats.tokens), speed,
                           _share(stats.cached, stats.prompt))

@@ -7,6 +7,8 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 FinishType = Literal["stop", "length", "abort"]
+THINK_CLOSE = "</think>"
+"""The tag that ends a model's thinking, as every tokenizer here renders it (``Tokenizer.think_close``)."""
 
 
 class EngineError(Exception):

@@ -7,10 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from collab.engines.base import EngineError
+from collab.engines.base import THINK_CLOSE, EngineError
 
 THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
 
 
 class HFTokenizer:

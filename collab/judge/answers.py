@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from collab.engines.base import THINK_CLOSE
 from collab.judge.pool import WorkerCrashed, WorkerPool, WorkerTimeout
 from collab.trace import Span
-
-THINK_CLOSE = "</think>"
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _STATED = re.compile(

@@ -101,8 +101,7 @@ def _stages(records: list[EpisodeRecord]) -> dict[str, Any]:
     """Per stage and agent: solo episodes, failures and accuracy (the solve rate over all problems)."""
     counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for record in records:
-        writer = next((s.agent for s in record.spans if s.kind == "generated"), "?")
-        stats = counts[record.start.stage or ""][writer]
+        stats = counts[record.start.stage or ""][record.last_writer or "?"]  # a stage episode has one writer
         stats["episodes"] += 1
         stats["failed"] += record.end.status != "ok"
         stats["judged"] += record.end.correct is not None

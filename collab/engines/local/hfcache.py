@@ -18,10 +18,7 @@ KV = tuple[torch.Tensor, ...]
 
 
 class Forward:
-    """Runs a causal LM on new tokens against a cache; returns the last position's logits.
-
-    ``tokens`` counts every position computed, for the engine's accounting.
-    """
+    """Runs a causal LM on new tokens against a cache; returns the last position's logits."""
 
     def __init__(self, model: Any) -> None:
         params = inspect.signature(model.forward).parameters
@@ -29,13 +26,11 @@ class Forward:
         self.device = next(model.parameters()).device
         self.cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        self.tokens = 0
 
     def __call__(self, ids: list[list[int]], cache: DynamicCache, attention_mask: torch.Tensor | None = None,
                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """``ids``: one equally long row per sequence; returns logits ``[rows, vocab]``."""
         x = torch.tensor(ids, device=self.device)
-        self.tokens += x.numel()
         out = self.model(input_ids=x, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                          **{self.cache_kw: cache}, **self.extra)
         return out.logits[:, -1]
