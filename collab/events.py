@@ -136,7 +136,8 @@ class JudgeVerdict(Event):
 
 
 AnyEvent = Annotated[
-    RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue | JudgeVerdict,
+    RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue
+    | JudgeVerdict,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -38,4 +38,5 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def require(row: dict[str, Any], fields: list[str], path: Path, line: int) -> None:
     missing = [f for f in fields if row.get(f) in (None, "")]
     if missing:
-        raise DataError(str(path), line, f"missing field(s) {', '.join(missing)}; have {', '.join(sorted(row)) or 'none'}")
+        have = ", ".join(sorted(row)) or "none"
+        raise DataError(str(path), line, f"missing field(s) {', '.join(missing)}; have {have}")

@@ -51,7 +51,8 @@ class Pool:
     def agents(self) -> list[str]:
         return sorted({t.agent for t in self.trajectories})
 
-    def for_problem(self, problem_id: str, agent: str | None = None, *, correct: bool | None = None) -> list[Trajectory]:
+    def for_problem(self, problem_id: str, agent: str | None = None, *,
+                    correct: bool | None = None) -> list[Trajectory]:
         return [
             t for t in self._by_problem.get(problem_id, [])
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)

@@ -9,6 +9,7 @@ worker also exits when its stdin closes, e.g. when the parent dies).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -82,10 +83,8 @@ class _Slot:
         proc = self.proc
         if proc is not None and proc.stdin is not None and proc.returncode is None:
             proc.stdin.close()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                pass
         self.kill()
         for dead in self._dead:
             await dead.wait()

@@ -61,7 +61,7 @@ class EpisodeRecord:
 def read_events(path: Path) -> Iterator[AnyEvent]:
     """Events of a log; a torn or garbled line (a killed writer) is skipped."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the `with` below; a missing log reads as empty)
     except FileNotFoundError:
         return
     with handle:
@@ -159,7 +159,7 @@ class RunStore:
 
     def open_log(self) -> None:
         try:
-            self._handle = open(self.events_path, "ab")
+            self._handle = open(self.events_path, "ab")  # noqa: SIM115 (held open for the run; see close)
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 

@@ -26,7 +26,7 @@ def merge_tables(runs: list[str], tables: list[Section | None]) -> Section:
         merged = [[*key, *(cells.get(i, [""])[0] for i in range(len(runs)))] for key, cells in rows.items()]
         return Section(first.title, first.columns[:keys] + runs, merged, keys, first.note)
     merged = [[*key, runs[i], *cells[i]] for key, cells in rows.items() for i in sorted(cells)]
-    return Section(first.title, first.columns[:keys] + ["run"] + columns, merged, keys + 1, first.note)
+    return Section(first.title, [*first.columns[:keys], "run", *columns], merged, keys + 1, first.note)
 
 
 def combine(names: list[str], per_run: list[list[Section]]) -> list[Section]:
@@ -49,11 +49,12 @@ def combine(names: list[str], per_run: list[list[Section]]) -> list[Section]:
         if len({tuple(t.columns) for t in tables if t is not None}) == 1:
             built.append(merge_tables(names, tables))
         else:
-            built += [replace(t, title=f"{t.title} · {name}") for name, t in zip(names, tables) if t is not None]
+            built += [replace(t, title=f"{t.title} · {name}")
+                      for name, t in zip(names, tables, strict=True) if t is not None]
     return built
 
 
 def short_names(paths: list[Path]) -> list[str]:
     """Run folder names without their ``-YYYYMMDD-HHMMSS-xxxxxx`` stamp, unless that makes two alike."""
     bases = [_STAMP.sub("", p.name) or p.name for p in paths]
-    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths)]
+    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths, strict=False)]

@@ -54,7 +54,7 @@ def handoffs(run: RunData) -> tuple[list[str], Counter, Counter, Counter, Counte
     count, correct, derails, rescues = Counter(), Counter(), Counter(), Counter()
     for record in run.ok:
         marks = marked_spans(record.verdicts)
-        for before, after in zip(record.spans, record.spans[1:]):
+        for before, after in zip(record.spans, record.spans[1:], strict=False):
             pair = (before.agent, after.agent)
             agents.update({before.agent: None, after.agent: None})
             count[pair] += 1

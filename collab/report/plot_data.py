@@ -13,7 +13,7 @@ from collab.report.rundata import RunData
 
 def draw_plots(runs: list[RunData], names: list[str], folder: Path) -> list[Path]:
     """accuracy.png, handoffs.png and (when the judge left values) values.png under ``folder``."""
-    labels = dict(zip(names, runs))
+    labels = dict(zip(names, runs, strict=False))
     keys = {k for run in runs for r in run.ok for k in r.start.point}
     single = next(iter(keys)) if len(keys) == 1 else None
     series: dict[str, list[plots.AccuracyPoint]] = {}

@@ -84,7 +84,7 @@ def accuracy_plot(series: dict[str, list[AccuracyPoint]], xlabel: str | None, pa
 def value_plot(curves: dict[str, list[Curve]], path: Path) -> Path:
     """The judge's value along the trace: one thin line per episode (green correct, red not), per run."""
     figure, panels = _figure(len(curves))
-    for axes, (run, episodes) in zip(panels, curves.items()):
+    for axes, (run, episodes) in zip(panels, curves.items(), strict=False):
         for curve in episodes:
             colour = {True: "tab:green", False: "tab:red"}.get(curve.correct, "tab:gray")
             axes.plot(curve.x, curve.y, color=colour, alpha=0.4, linewidth=1, marker="o", markersize=3)
@@ -101,7 +101,7 @@ def handoff_plot(matrices: dict[str, Matrix], path: Path) -> Path:
     """Who handed the trace to whom: colour = accuracy of those episodes, numbers = handoffs."""
     figure, panels = _figure(len(matrices))
     image = None
-    for axes, (run, matrix) in zip(panels, matrices.items()):
+    for axes, (run, matrix) in zip(panels, matrices.items(), strict=False):
         grid = [[float("nan") if a is None else a for a in row] for row in matrix.accuracy]
         image = axes.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1)
         ticks = range(len(matrix.agents))

@@ -49,7 +49,8 @@ def per_agent(run: RunData) -> Section:
     derailed, rescued = Counter(), Counter()
     for record in run.ok:
         for verdict in marked_spans(record.verdicts).values():
-            (derailed if verdict.verdict == "derailed" else rescued)[verdict.agent or record.spans[verdict.span].agent] += 1
+            agent = verdict.agent or record.spans[verdict.span].agent
+            (derailed if verdict.verdict == "derailed" else rescued)[agent] += 1
     rows = []
     for name, stats in run.summary["per_agent"].items():
         accuracy = stats.get("accuracy_when_present")

@@ -66,16 +66,15 @@ def _check_shape(scenario: Scenario, source: Source) -> list[Problem]:
     turns = scenario.graph.turns
     graph = build_graph(scenario)
     reachable = nx.descendants(graph, scenario.graph.start) | {scenario.graph.start}
-    for name in turns:
-        if name not in reachable:
-            problems.append(source.problem(
-                ("graph", "turns", name), f"turn `{name}` cannot be reached from start `{scenario.graph.start}`",
-                at_key=True,
-            ))
+    problems += [
+        source.problem(("graph", "turns", name),
+                       f"turn `{name}` cannot be reached from start `{scenario.graph.start}`", at_key=True)
+        for name in turns if name not in reachable
+    ]
     problems += _check_writers_follow(scenario, source)
     if scenario.limits.max_turns is None and scenario.limits.max_tokens is None:
         for cycle in nx.simple_cycles(graph):
-            pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
+            pairs = list(zip(cycle, cycle[1:] + cycle[:1], strict=False))
             if not any(graph.edges[a, b]["repeat"] for a, b in pairs):
                 closing = max(graph.edges[pair]["index"] for pair in pairs)
                 loop = " -> ".join(cycle + cycle[:1])

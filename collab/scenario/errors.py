@@ -79,7 +79,8 @@ def fields_at(root: type[BaseModel], path: Loc, mapping: Any = None) -> set[str]
         if isinstance(kind, type) and issubclass(kind, BaseModel)
     ]
     tag = mapping.get("kind") if isinstance(mapping, dict) else None
-    tagged = [m for m in models if "kind" in m.model_fields and tag in typing.get_args(m.model_fields["kind"].annotation)]
+    tagged = [m for m in models
+              if "kind" in m.model_fields and tag in typing.get_args(m.model_fields["kind"].annotation)]
     return {f.alias or n for m in (tagged or models) for n, f in m.model_fields.items()}
 
 

@@ -67,12 +67,12 @@ def _marks(node: yaml.Node, path: Loc, source: Source) -> None:
     source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            child = path + (key_node.value,)
+            child = (*path, key_node.value)
             source.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             _marks(value_node, child, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _marks(item, path + (index,), source)
+            _marks(item, (*path, index), source)
 
 
 def parse_yaml(text: str, file: str) -> Source:
@@ -90,7 +90,8 @@ def parse_yaml(text: str, file: str) -> Source:
     if node is not None:
         _marks(node, (), source)
     if not isinstance(data, dict):
-        raise ScenarioError([Problem(file, 1, 1, "", "a scenario is a mapping of fields (name, engines, agents, graph, ...)")])
+        raise ScenarioError([Problem(file, 1, 1, "",
+                                     "a scenario is a mapping of fields (name, engines, agents, graph, ...)")])
     return source
 
 
@@ -99,7 +100,8 @@ def data_path(data: Any, loc: Loc) -> Loc:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
+        if (isinstance(current, dict) and part in current) or (
+                isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
             current = current[part]
             path.append(part)
     return tuple(path)
@@ -120,7 +122,7 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
             continue
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
-            path, message = path + (loc[-1],), "required field is missing"
+            path, message = (*path, loc[-1]), "required field is missing"
         elif "input" in item and item["type"] not in ("value_error", "assertion_error") and not isinstance(
             item["input"], (dict, list)
         ):
@@ -164,7 +166,8 @@ def load_source(path: str | Path) -> Source:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ScenarioError([Problem(str(path), 1, 1, "", f"cannot read scenario: {error.strerror or error}")]) from None
+        problem = Problem(str(path), 1, 1, "", f"cannot read scenario: {error.strerror or error}")
+        raise ScenarioError([problem]) from None
     return parse_yaml(text, str(path))
 
 

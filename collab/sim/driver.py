@@ -98,7 +98,8 @@ class Runner:
                     episode = Episode(spec, engines_here, pools, files, self.emit, self.watch)
                     await self._episode(episode, checker, gate)
 
-                for index, specs in enumerate(schedule.phases(self.store)):  # stages first: later phases read their pools
+                # stages first: later phases read their pools
+                for index, specs in enumerate(schedule.phases(self.store)):
                     if index:
                         self.emit(PhaseStart(episodes=len(specs)))
                     async with asyncio.TaskGroup() as group:
@@ -112,17 +113,13 @@ class Runner:
 
     def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
-        try:
+        with contextlib.suppress(StoreError):
             self.emit(RunEnd(run_id=self.store.path.name, status=status))
-        except StoreError:
-            pass
         self.store.close()
         summary = summarize(self.store.episodes())
         summary["engines"] = {name: stats for name, stats in engines.items() if stats}
-        try:
+        with contextlib.suppress(StoreError):
             self.store.write_json(SUMMARY, summary)
-        except StoreError:
-            pass
         return summary
 
     async def _episode(self, episode: Episode, checker: AnswerChecker, gate: asyncio.Semaphore) -> None:
@@ -145,7 +142,8 @@ class Runner:
         judgement = await judge_episode(
             episode.spec.id, episode.trace, episode.spec.problem.answer,
             attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
-            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
+            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed,
+            thinking=episode.thinking,
         )
         for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
             self.emit(event)

@@ -89,7 +89,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
 
     async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
         results = await asyncio.gather(*(one(r) for r in records.values()))
-    judged = dict(zip(records, results))
+    judged = dict(zip(records, results, strict=False))
     store.rewrite(regraded(store.events(), judged))
     episodes = store.episodes()
     store.write_json(SUMMARY, summarize(episodes))

@@ -39,7 +39,7 @@ class Batch:
             ours = tuple(_left_pad(t, new - length) for t in ours)
             self.pads = [pad + new - length for pad in self.pads]
             length = new
-        merged = tuple(torch.cat([a, _left_pad(b, length - new)], dim=0) for a, b in zip(ours, theirs))
+        merged = tuple(torch.cat([a, _left_pad(b, length - new)], dim=0) for a, b in zip(ours, theirs, strict=False))
         set_cache_kv(self.cache, merged)
         self.pads.append(length - new)
 

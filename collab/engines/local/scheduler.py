@@ -11,6 +11,7 @@ finished row leaves the batch and its prompt + output K/V go into the tree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -94,10 +95,8 @@ class Job:
             else:
                 self.future.set_result(result)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is waiting
             self.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the event loop is gone: nobody is waiting
-            pass
 
 
 @dataclass
@@ -257,7 +256,7 @@ class Scheduler:
                 if row.job.cancelled or row.advance(logits[i], self.tokenizer)]
         if not done:
             return
-        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None)):
+        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None), strict=False):
             self._finish(self._rows[i], kv)
         self._rows = [row for i, row in enumerate(self._rows) if i not in done]
 
