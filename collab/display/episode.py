@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.layout import Layout
 from rich.panel import Panel
 from rich.table import Table
@@ -193,7 +193,9 @@ class EpisodeView:
     def _agents(self, spans: list[SpanEvent]) -> Table:
         """Legend and per-agent figures: spans, tokens, and the share of prompt tokens served from cache."""
         table = Table(box=None, pad_edge=False, padding=(0, 1), expand=True)
-        for name, justify in (("agent", "left"), ("spans", "right"), ("tok", "right"), ("cache", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("agent", "left"), ("spans", "right"), ("tok", "right"), ("cache", "right"))
+        for name, justify in columns:
             table.add_column(name, justify=justify, header_style="dim")
         count: Counter[str] = Counter()
         tokens: Counter[str] = Counter()

@@ -69,7 +69,7 @@ class Player:
         self.index = index
         self.cursor = Cursor(0)
         self.scroll = Scroll()
-        self.cache: dict = {}
+        self.cache = {}
         self._progress = self._held = 0.0
         if self.speed <= 0 and self.current is not None:
             self.cursor = Cursor(len(self.current.spans))

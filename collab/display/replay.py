@@ -105,7 +105,11 @@ def play(log: LogTail, context: RunContext, wheres: list[Where], options: Replay
         try:
             while not (player.done and reader is None):
                 live.update(player.view(console.size.height), refresh=True)
-                pressed = reader.read(1 / FPS) if reader is not None else time.sleep(1 / FPS) or []
+                if reader is not None:
+                    pressed = reader.read(1 / FPS)
+                else:
+                    time.sleep(1 / FPS)
+                    pressed = []
                 if QUIT.intersection(pressed):
                     break
                 for key in pressed:

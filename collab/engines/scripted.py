@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collab.engines.base import THINK_CLOSE, Completion, EngineLifecycle, GenerateRequest
+from collab.engines.base import THINK_CLOSE, Completion, EngineLifecycle, FinishType, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer
 
 Responder = Callable[[GenerateRequest, str], str]
@@ -97,7 +97,8 @@ class ScriptedEngine(EngineLifecycle):
             text, answers = pending
         ids = self.tokenizer.encode(text)
         out: list[int] = []
-        finish, matched = "length", None
+        finish: FinishType = "length"
+        matched: int | str | None = None
         produced = ""
         for position, token in enumerate(ids):
             if len(out) >= request.max_new_tokens:

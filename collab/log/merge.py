@@ -31,7 +31,7 @@ def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
     for store in stores:
         for episode_id, record in store.finished().items():
             held = chosen.get(episode_id)
-            if held is None or (held[1].end.status == "failed" and record.end.status == "ok"):
+            if held is None or (held[1].final.status == "failed" and record.final.status == "ok"):
                 chosen[episode_id] = (store, record)
     base_name = name or stores[0].path.name.split("-shard")[0].rsplit("-", 2)[0]
     target = RunStore.create(out, base_name + "-merged", time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6])
@@ -42,7 +42,7 @@ def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
                          episodes=len(chosen)))
     for episode_id in sorted(chosen):
         _, record = chosen[episode_id]
-        for event in [record.start, *record.spans, *record.values, *record.verdicts, record.end]:
+        for event in [record.start, *record.spans, *record.values, *record.verdicts, record.final]:
             target.emit(event)
     target.emit(RunEnd(run_id=target.path.name, status="ok"))
     target.close()

@@ -17,6 +17,8 @@ from collab.events import (
     Event,
     JudgeValue,
     JudgeVerdict,
+    RunEnd,
+    RunStart,
     SpanEvent,
     parse_event,
 )
@@ -25,7 +27,8 @@ EVENTS = "events.jsonl"
 MANIFEST = "manifest.json"
 SCENARIO = "scenario.yaml"
 SUMMARY = "summary.json"
-FLUSH_ON = frozenset({"episode.end", "run.start", "run.end", "judge.verdict"})
+FLUSH_ON = (EpisodeEnd, RunStart, RunEnd, JudgeVerdict)
+"""Events after which the log is flushed: episode and run boundaries."""
 
 
 class StoreError(Exception):
@@ -51,6 +54,13 @@ class EpisodeRecord:
     @property
     def id(self) -> str:
         return self.start.episode_id
+
+    @property
+    def final(self) -> EpisodeEnd:
+        """The ``episode.end`` of a finished episode (a :class:`StoreError` for one still running)."""
+        if self.end is None:
+            raise StoreError(f"episode {self.id} has not ended")
+        return self.end
 
     @property
     def last_writer(self) -> str | None:
@@ -80,8 +90,8 @@ def add_event(episodes: dict[str, EpisodeRecord], event: AnyEvent) -> EpisodeRec
     An ``episode.start`` opens a new record: a restarted episode's earlier attempt is replaced.
     """
     if isinstance(event, EpisodeStart):
-        record = episodes[event.episode_id] = EpisodeRecord(event)
-        return record
+        episodes[event.episode_id] = EpisodeRecord(event)
+        return episodes[event.episode_id]
     record = episodes.get(getattr(event, "episode_id", ""))
     if record is None:
         return None
@@ -173,7 +183,7 @@ class RunStore:
             self.open_log()
         try:
             self._handle.write(event.model_dump_json().encode() + b"\n")
-            if event.type in FLUSH_ON:
+            if isinstance(event, FLUSH_ON):
                 self._handle.flush()
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error

@@ -29,8 +29,8 @@ def pct(part: float, whole: float) -> str:
 
 def accuracy(records: list[EpisodeRecord]) -> tuple[int, int]:
     """Correct and judged episodes."""
-    judged = [r for r in records if r.end is not None and r.end.correct is not None]
-    return sum(1 for r in judged if r.end.correct), len(judged)
+    judged = [r for r in records if r.end is not None and r.final.correct is not None]
+    return sum(1 for r in judged if r.final.correct), len(judged)
 
 
 def ci(correct: int, total: int) -> str:
@@ -51,14 +51,17 @@ def handoffs(run: RunData) -> tuple[list[str], Counter, Counter, Counter, Counte
     """Agents in order, and per (from, to) pair of consecutive spans: count, correct, derails and
     rescues by the receiving span."""
     agents: dict[str, None] = {}
-    count, correct, derails, rescues = Counter(), Counter(), Counter(), Counter()
+    count: Counter[tuple[str, str]] = Counter()
+    correct: Counter[tuple[str, str]] = Counter()
+    derails: Counter[tuple[str, str]] = Counter()
+    rescues: Counter[tuple[str, str]] = Counter()
     for record in run.ok:
         marks = marked_spans(record.verdicts)
         for before, after in zip(record.spans, record.spans[1:], strict=False):
             pair = (before.agent, after.agent)
             agents.update({before.agent: None, after.agent: None})
             count[pair] += 1
-            correct[pair] += bool(record.end.correct)
+            correct[pair] += bool(record.final.correct)
             verdict = marks.get(after.index)
             derails[pair] += verdict is not None and verdict.verdict == "derailed"
             rescues[pair] += verdict is not None and verdict.verdict == "rescued"

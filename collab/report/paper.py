@@ -25,8 +25,8 @@ def guide_prefix(record: EpisodeRecord, model: str) -> bool | None:
 
 
 def _cell(records: list[EpisodeRecord], model: str) -> dict[str, Any]:
-    judged = [r for r in records if r.end is not None and r.end.correct is not None]
-    correct = sum(1 for r in judged if r.end.correct)
+    judged = [r for r in records if r.end is not None and r.final.correct is not None]
+    correct = sum(1 for r in judged if r.final.correct)
     prefixes = [p for r in records if (p := guide_prefix(r, model)) is not None]
     return {
         "episodes": len(records), "n": len(judged), "correct": correct,
@@ -56,7 +56,7 @@ def table(subset: str, key: str | None, records: list[EpisodeRecord]) -> dict[st
     rows = []
     for model in models:
         mine = [r for r in records if r.last_writer == model]
-        cells = [_cell([r for r in mine if r.start.point.get(key) == value], model) for value in columns]
+        cells = [_cell([r for r in mine if r.start.point.get(key or '') == value], model) for value in columns]
         rows.append({"model": model, "cells": cells, "avg": _cell(mine, model)})
     return {"subset": subset, "key": key, "columns": columns, "rows": rows}
 
@@ -71,5 +71,6 @@ def twin_tests(records: Iterable[EpisodeRecord]) -> dict[str, Any] | None:
     tables = []
     for subset in _subsets(records):
         members = [r for r in records if subset == ALL or subset in r.start.subsets]
-        tables += [table(subset, key, members) for key in varying or [None]]
+        by: list[str | None] = [*varying] or [None]
+        tables += [table(subset, key, members) for key in by]
     return {"problems": len({r.start.problem_id for r in records}), "tables": tables}

@@ -30,11 +30,11 @@ def draw_plots(runs: list[RunData], names: list[str], folder: Path) -> list[Path
     written = [plots.accuracy_plot(series, single.rsplit(".", 1)[-1] if single else None, folder / "accuracy.png")]
     matrices = {}
     for name, run in labels.items():
-        agents, count, correct, _, _ = handoffs(run)
+        agents, count, right, _, _ = handoffs(run)
         if count:
             matrices[name] = plots.Matrix(
                 agents, [[count[(a, b)] for b in agents] for a in agents],
-                [[correct[(a, b)] / count[(a, b)] if count[(a, b)] else None for b in agents] for a in agents],
+                [[right[(a, b)] / count[(a, b)] if count[(a, b)] else None for b in agents] for a in agents],
             )
     if matrices:
         written.append(plots.handoff_plot(matrices, folder / "handoffs.png"))
@@ -53,4 +53,4 @@ def _curve(record: EpisodeRecord) -> plots.Curve | None:
     for span in record.spans:
         before.append(before[-1] + span.tokens)
     points = [(before[b] / total, v) for b, v in sorted(values.items()) if v is not None and b < len(before)]
-    return plots.Curve([x for x, _ in points], [y for _, y in points], record.end.correct) if points else None
+    return plots.Curve([x for x, _ in points], [y for _, y in points], record.final.correct) if points else None

@@ -62,8 +62,8 @@ def accuracy_plot(series: dict[str, list[AccuracyPoint]], xlabel: str | None, pa
     for index, (run, points) in enumerate(series.items()):
         shown = [p for p in points if p.accuracy is not None]
         ys = [p.accuracy for p in shown]
-        errors = [[p.accuracy - p.low if p.low is not None else 0.0 for p in shown],
-                  [p.high - p.accuracy if p.high is not None else 0.0 for p in shown]]
+        errors = [[p.accuracy - p.low if p.accuracy is not None and p.low is not None else 0.0 for p in shown],
+                  [p.high - p.accuracy if p.accuracy is not None and p.high is not None else 0.0 for p in shown]]
         if numeric:
             axes.errorbar([p.x for p in shown], ys, yerr=errors, marker="o", capsize=4, label=run)
         else:
@@ -86,7 +86,7 @@ def value_plot(curves: dict[str, list[Curve]], path: Path) -> Path:
     figure, panels = _figure(len(curves))
     for axes, (run, episodes) in zip(panels, curves.items(), strict=False):
         for curve in episodes:
-            colour = {True: "tab:green", False: "tab:red"}.get(curve.correct, "tab:gray")
+            colour = {True: "tab:green", False: "tab:red", None: "tab:gray"}[curve.correct]
             axes.plot(curve.x, curve.y, color=colour, alpha=0.4, linewidth=1, marker="o", markersize=3)
         axes.set_ylim(-0.05, 1.05)
         axes.set_xlim(0, 1)

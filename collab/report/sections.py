@@ -46,10 +46,11 @@ def per_point(run: RunData) -> Section | None:
 
 
 def per_agent(run: RunData) -> Section:
-    derailed, rescued = Counter(), Counter()
+    derailed: Counter[str] = Counter()
+    rescued: Counter[str] = Counter()
     for record in run.ok:
-        for verdict in marked_spans(record.verdicts).values():
-            agent = verdict.agent or record.spans[verdict.span].agent
+        for span, verdict in marked_spans(record.verdicts).items():
+            agent = verdict.agent or record.spans[span].agent
             (derailed if verdict.verdict == "derailed" else rescued)[agent] += 1
     rows = []
     for name, stats in run.summary["per_agent"].items():
@@ -95,7 +96,7 @@ def handoff_matrix(run: RunData) -> Section | None:
 
 def engines(run: RunData) -> Section | None:
     stats: dict[str, Counter] = defaultdict(Counter)
-    latency: Counter = Counter()
+    latency: dict[str, float] = defaultdict(float)
     for record in run.ok:
         for span in record.spans:
             if isinstance(span, TurnEvent):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import networkx as nx
 
 from collab.scenario.errors import Problem
@@ -21,7 +23,7 @@ def _check_references(scenario: Scenario, source: Source) -> list[Problem]:
     engines, agents, turns = scenario.engines, scenario.agents, scenario.graph.turns
     pools = set(scenario.pools)
 
-    def missing(loc: tuple, kind: str, name: str, known: object) -> None:
+    def missing(loc: tuple, kind: str, name: str, known: Iterable[str]) -> None:
         names = ", ".join(sorted(known)) or "none defined"
         problems.append(source.problem(loc, f"unknown {kind} `{name}`; expected one of: {names}"))
 
@@ -40,10 +42,10 @@ def _check_references(scenario: Scenario, source: Source) -> list[Problem]:
             if turn.seed.pool not in pools:
                 missing(("graph", "turns", name, "seed", "pool"), "pool", turn.seed.pool, pools)
             continue
-        agent = turn.agent or name
-        if agent not in agents:
+        agent_name = turn.agent or name
+        if agent_name not in agents:
             loc = ("graph", "turns", name, "agent") if turn.agent else ("graph", "turns", name)
-            missing(loc, "agent", agent, agents)
+            missing(loc, "agent", agent_name, agents)
         ref = turn.until.of
         if ref is not None and ref.pool not in pools:
             missing(("graph", "turns", name, "until", "of", "pool"), "pool", ref.pool, pools)

@@ -98,12 +98,15 @@ def parse_yaml(text: str, file: str) -> Source:
 def data_path(data: Any, loc: Loc) -> Loc:
     """The parts of a pydantic error location that are in the data (drops union tags)."""
     path: list[str | int] = []
-    current = data
+    current: Any = data
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (
-                isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
+        if isinstance(current, dict) and part in current:
             current = current[part]
-            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            continue
+        path.append(part)
     return tuple(path)
 
 
@@ -133,8 +136,10 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    return [p for p in problems if not (str(p) in seen or seen.add(str(p)))]
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(str(problem), problem)
+    return list(unique.values())
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:

@@ -51,12 +51,14 @@ def new_cache(kv: KV | None = None, config: Any = None) -> DynamicCache:
 
 def cache_kv(cache: DynamicCache) -> KV:
     """The cache's tensors as a flat ``(k0, v0, k1, v1, ...)`` tuple (views, not copies)."""
-    return tuple(t for layer in cache.layers for t in (layer.keys, layer.values))
+    layers: list[Any] = list(cache.layers)  # the dynamic layers of a plain model's cache
+    return tuple(t for layer in layers for t in (layer.keys, layer.values))
 
 
 def set_cache_kv(cache: DynamicCache, kv: KV) -> None:
     """Replace the cache's tensors (no copy) with a flat tuple shaped like :func:`cache_kv`'s."""
-    for index, layer in enumerate(cache.layers):
+    layers: list[Any] = list(cache.layers)
+    for index, layer in enumerate(layers):
         layer.keys, layer.values = kv[2 * index], kv[2 * index + 1]
 
 
