@@ -23,6 +23,7 @@ USAGE_ERROR = 2
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``collab validate``: check scenarios, print their problems."""
     status = 0
     for path in args.paths:
         try:
@@ -39,6 +40,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    """``collab graph``: draw a scenario's turn graph."""
     from collab.scenario.drawing import draw
 
     console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False, soft_wrap=True)
@@ -46,6 +48,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    """``collab new``: write a scenario from a template."""
     from collab.scenario.templates import write_template
 
     written = write_template(args.template, Path(args.path))
@@ -55,6 +58,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``collab simulate``: run or resume a scenario with a progress display."""
     from collab.display.progress import ProgressDisplay
     from collab.events import Event, RunStart
     from collab.sim.runner import RunOptions, parse_shard, simulate
@@ -105,6 +109,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    """``collab judge``: re-judge a finished run."""
     from collab.sim.rejudge import rejudge
 
     summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
@@ -113,12 +118,14 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``collab serve``: launch the servers a scenario's engines need."""
     from collab.engines.http.serve import main as serve
 
     return serve(load(args.path, args.set).scenario.engines)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    """``collab merge``: merge the shards of a run into one run."""
     from collab.log.merge import merge
 
     path = merge([Path(run) for run in args.runs], Path(args.out))
@@ -127,6 +134,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``collab replay``: play a run's episodes in the terminal."""
     from collab.display.replay import ReplayOptions, replay
     from collab.log.select import SelectError
 
@@ -140,12 +148,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``collab report``: tables, report.md and plots of runs."""
     from collab.report.tables import report
 
     return report([Path(args.run), *map(Path, args.compare)], Path(args.out) if args.out else None, console)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``collab show``: one episode, whole or as HTML."""
     from collab.display.show import show
     from collab.log.select import SelectError
 
@@ -157,6 +167,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="collab", description="Multi-agent collaboration on one reasoning trace.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -229,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

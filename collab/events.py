@@ -9,11 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
 class Event(BaseModel):
+    """What every logged event has: its time."""
+
     model_config = ConfigDict(extra="allow")
     t: float = Field(default_factory=time.time)
 
 
 class RunStart(Event):
+    """A run (or a resumed run) starts."""
+
     type: Literal["run.start"] = "run.start"
     run_id: str
     scenario: str
@@ -30,12 +34,16 @@ class PhaseStart(Event):
 
 
 class RunEnd(Event):
+    """A run ends: ok, interrupted or failed."""
+
     type: Literal["run.end"] = "run.end"
     run_id: str
     status: Literal["ok", "interrupted", "failed"] = "ok"
 
 
 class EpisodeStart(Event):
+    """An episode starts: its problem, sweep point, seed and prompt."""
+
     type: Literal["episode.start"] = "episode.start"
     episode_id: str
     problem_id: str
@@ -67,6 +75,8 @@ class SpanEvent(Event):
 
 
 class TurnEvent(SpanEvent):
+    """A writer's turn: its text and ids, the engine and the cache accounting."""
+
     type: Literal["turn"] = "turn"
     engine: str
     server: str | None = None
@@ -84,14 +94,20 @@ class TurnEvent(SpanEvent):
 
 
 class InjectEvent(SpanEvent):
+    """An injector's text."""
+
     type: Literal["inject"] = "inject"
 
 
 class SeedEvent(SpanEvent):
+    """A seed turn's prefix of a pool trajectory."""
+
     type: Literal["seed"] = "seed"
 
 
 class EpisodeEnd(Event):
+    """An episode ends: why, its totals, and its grade."""
+
     type: Literal["episode.end"] = "episode.end"
     episode_id: str
     status: Literal["ok", "failed"]
@@ -112,6 +128,8 @@ class EpisodeEnd(Event):
 
 
 class JudgeValue(Event):
+    """The judge's estimate of the chance of a correct answer at one span boundary."""
+
     type: Literal["judge.value"] = "judge.value"
     episode_id: str
     boundary: int
@@ -123,6 +141,8 @@ class JudgeValue(Event):
 
 
 class JudgeVerdict(Event):
+    """The judge's verdict on a span (derailed, rescued...) or on the episode."""
+
     type: Literal["judge.verdict"] = "judge.verdict"
     episode_id: str
     span: int | None = None
@@ -144,4 +164,5 @@ EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 
 def parse_event(line: str | bytes) -> AnyEvent:
+    """One log line as its event."""
     return EVENT_ADAPTER.validate_json(line)

@@ -22,6 +22,8 @@ _PARAGRAPH_END = re.compile(r"\n\s*\n")
 
 @dataclass
 class Span:
+    """A piece of the trace by one author: generated, injected or seeded text and its ids per tokenizer."""
+
     author: str
     kind: SpanKind
     text: str
@@ -30,6 +32,7 @@ class Span:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def ids_for(self, tokenizer: Tokenizer) -> list[int]:
+        """The span's ids in ``tokenizer``'s vocabulary (tokenized once, then cached)."""
         ids = self.ids.get(tokenizer.key)
         if ids is None:
             ids = self.ids[tokenizer.key] = tokenizer.encode(self.text)
@@ -52,6 +55,7 @@ class Trace:
         self._views: dict[str, _View] = {}
 
     def append(self, span: Span) -> Span:
+        """Add a span at the end."""
         self.spans.append(span)
         return span
 
@@ -69,6 +73,7 @@ class Trace:
         return view.ids
 
     def prompt_length(self, tokenizer: Tokenizer) -> int:
+        """Tokens of the prompt in ``tokenizer``'s chat format."""
         return len(tokenizer.render_prompt(self.user_prompt, self.system))
 
     @property

@@ -36,6 +36,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def require(row: dict[str, Any], fields: list[str], path: Path, line: int) -> None:
+    """Fail with the file and line when ``row`` lacks one of ``fields``."""
     missing = [f for f in fields if row.get(f) in (None, "")]
     if missing:
         have = ", ".join(sorted(row)) or "none"

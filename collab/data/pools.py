@@ -15,6 +15,8 @@ from collab.trace import thinking_part
 
 @dataclass(frozen=True)
 class Trajectory:
+    """One recorded solution: its problem, author, text and whether it was correct."""
+
     problem_id: str
     agent: str
     text: str
@@ -49,10 +51,12 @@ class Pool:
         return len(self.trajectories)
 
     def agents(self) -> list[str]:
+        """The authors of the pool's trajectories."""
         return sorted({t.agent for t in self.trajectories})
 
     def for_problem(self, problem_id: str, agent: str | None = None, *,
                     correct: bool | None = None) -> list[Trajectory]:
+        """Trajectories of a problem, optionally by one agent and of one correctness."""
         return [
             t for t in self._by_problem.get(problem_id, [])
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)

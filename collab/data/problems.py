@@ -25,6 +25,8 @@ KNOWN: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class MathProblem:
+    """A math problem with its reference answer."""
+
     id: str
     problem: str
     answer: str

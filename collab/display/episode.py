@@ -58,6 +58,7 @@ class TraceView:
         self.cursor = cursor
 
     def blocks(self) -> list[Block]:
+        """The trace as blocks of spans, each with its author and verdict marks."""
         record = self.record
         values = values_by_boundary(record.values)
         verdicts = marked_spans(record.verdicts)
@@ -144,11 +145,13 @@ class EpisodeView:
 
     @property
     def finished(self) -> bool:
+        """Whether the episode has ended."""
         return self.cursor.spans >= len(self.record.spans)
 
     # ------------------------------------------------------------------ parts
 
     def header(self) -> Panel:
+        """The header: problem, point and outcome."""
         start = self.record.start
         title = Text(f" episode {start.episode_id[:12]} ", "bold")
         if self.position is not None:
@@ -167,6 +170,7 @@ class EpisodeView:
         return Panel(Group(facts, problem), title=title, title_align="left", border_style="bright_black")
 
     def trace(self) -> Panel:
+        """The trace panel."""
         return Panel(Tail(TraceView(self.record, self.context, self.cursor).blocks(), self.scroll, self.cache),
                      title=" trace ", title_align="left", border_style="bright_black")
 
@@ -221,6 +225,7 @@ class EpisodeView:
         return table
 
     def footer(self) -> Panel:
+        """The footer: per-agent spans, tokens and cache use."""
         end = self.record.end
         line = Text()
         if not self.finished:

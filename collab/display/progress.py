@@ -69,6 +69,7 @@ class RunStats:
     clock: float = field(default_factory=time.perf_counter)
 
     def add(self, event: Event, now: float) -> None:
+        """Count one event seen at time ``now``."""
         if isinstance(event, RunStart):
             self.total = event.episodes
         elif isinstance(event, PhaseStart):
@@ -96,6 +97,7 @@ class RunStats:
 
     @property
     def running(self) -> int:
+        """Episodes started and not yet ended."""
         return max(self.started - self.done, 0)
 
     def rate(self, now: float) -> float:
@@ -106,6 +108,7 @@ class RunStats:
         return sum(tokens for _, tokens in list(self.recent)) / span
 
     def line(self, now: float) -> str:
+        """A one-line progress report."""
         accuracy = f"{self.correct / self.judged:.1%} ({self.judged} judged)" if self.judged else "-"
         total = "?" if self.total is None else self.total
         return (f"episodes {self.done}/{total} (failed {self.failed}, running {self.running})  "
@@ -150,6 +153,7 @@ class ProgressDisplay:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:
+        """Take one event of the run."""
         now = time.perf_counter()
         self.stats.add(event, now)
         if isinstance(event, (RunStart, PhaseStart)):
@@ -164,9 +168,11 @@ class ProgressDisplay:
         self.console.print(self.stats.line(now), markup=False, highlight=False)
 
     def line(self) -> str:
+        """A one-line progress report as of now."""
         return self.stats.line(time.perf_counter())
 
     def engines(self) -> Table:
+        """Per engine: requests in flight, turns, tokens, speed and cache hits."""
         table = Table(box=None, padding=(0, 2), pad_edge=False, header_style="dim")
         for name in ("engine", "in flight", "turns", "tokens", "tok/s per request", "cache hit"):
             table.add_column(name, justify="left" if name == "engine" else "right")

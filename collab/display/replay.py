@@ -38,6 +38,8 @@ QUIT = {"q", "Q"}
 
 @dataclass
 class ReplayOptions:
+    """How to replay: speed, follow a live run, static output, episode filters."""
+
     episode: str | None = None
     """Id (or id prefix) of the episode to show, or to start from in a live view."""
     speed: float = 150.0

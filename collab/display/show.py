@@ -46,6 +46,7 @@ def episode_html(record: EpisodeRecord, context: RunContext) -> str:
 
 
 def show(path: Path, episode: str, html_path: Path | None, console: Console) -> int:
+    """Print one episode whole, or write it as an HTML page; returns the exit status."""
     folder = run_folder(path, follow=False)
     records = list(RunStore(folder).episodes().values())
     record = find(records, episode)

@@ -53,6 +53,7 @@ class EpisodeRecord:
 
     @property
     def id(self) -> str:
+        """The episode id."""
         return self.start.episode_id
 
     @property
@@ -138,6 +139,7 @@ class RunStore:
 
     @classmethod
     def create(cls, root: Path, name: str, run_id: str) -> RunStore:
+        """A new, empty run folder named after the run under ``root``."""
         path = Path(root) / f"{safe_name(name)}-{run_id}"
         try:
             path.mkdir(parents=True, exist_ok=False)
@@ -147,9 +149,11 @@ class RunStore:
 
     @property
     def events_path(self) -> Path:
+        """The event log's path."""
         return self.path / EVENTS
 
     def write_text(self, name: str, text: str) -> None:
+        """Write a file of the run at once (via a temporary file)."""
         target = self.path / name
         tmp = target.with_suffix(target.suffix + ".tmp")
         try:
@@ -159,15 +163,18 @@ class RunStore:
             raise StoreError(f"cannot write {target}: {error.strerror or error}") from error
 
     def write_json(self, name: str, data: Any) -> None:
+        """Write a JSON file of the run at once."""
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def read_json(self, name: str) -> Any:
+        """A JSON file of the run (None when it is not there)."""
         path = self.path / name
         if not path.exists():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
 
     def open_log(self) -> None:
+        """Open the event log for appending."""
         try:
             self._handle = open(self.events_path, "ab")  # noqa: SIM115 (held open for the run; see close)
         except OSError as error:
@@ -189,17 +196,21 @@ class RunStore:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
     def close(self) -> None:
+        """Close the event log."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
 
     def events(self) -> Iterator[AnyEvent]:
+        """The events of the log, in order."""
         return read_events(self.events_path)
 
     def episodes(self) -> dict[str, EpisodeRecord]:
+        """The log's events grouped by episode."""
         return group_episodes(self.events())
 
     def finished(self, *, include_failed: bool = True) -> dict[str, EpisodeRecord]:
+        """Ended episodes (only the ok ones unless ``include_failed``)."""
         return {
             k: r for k, r in self.episodes().items()
             if r.end is not None and (include_failed or r.end.status == "ok")

@@ -15,6 +15,8 @@ DPI = 100
 
 @dataclass
 class AccuracyPoint:
+    """One sweep point of an accuracy plot, with its interval."""
+
     label: str
     x: float | None
     """The sweep value when the sweep has one numeric key."""
@@ -34,6 +36,8 @@ class Curve:
 
 @dataclass
 class Matrix:
+    """A handoff matrix: counts and accuracies per (from, to) pair."""
+
     agents: list[str]
     counts: list[list[int]]
     accuracy: list[list[float | None]]

@@ -8,6 +8,7 @@ from collab.report.section import Section
 
 
 def to_rich(section: Section) -> Table:
+    """The table for the terminal."""
     table = Table(title=section.title, title_justify="left", title_style="bold", caption=section.note or None,
                   caption_justify="left", header_style="bold")
     for index, column in enumerate(section.columns):
@@ -18,6 +19,7 @@ def to_rich(section: Section) -> Table:
 
 
 def to_markdown(section: Section) -> str:
+    """The table as Markdown."""
     def cells(row: list[str]) -> str:
         return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
 

@@ -30,10 +30,12 @@ class RunData:
 
     @property
     def name(self) -> str:
+        """The run folder's name."""
         return self.path.name
 
     @classmethod
     def load(cls, path: Path) -> RunData:
+        """Read a run folder back."""
         store = open_run(path)
         events = list(store.events())
         wall, started = 0.0, None

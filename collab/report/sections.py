@@ -15,6 +15,7 @@ from collab.report.section import Section
 
 
 def overview(run: RunData) -> Section:
+    """Episodes, accuracy, tokens, cache use and wall time."""
     s = run.summary
     tokens = s["tokens"]
     correct, total = accuracy(run.ok)
@@ -35,6 +36,7 @@ def overview(run: RunData) -> Section:
 
 
 def per_point(run: RunData) -> Section | None:
+    """Accuracy per sweep point (None without a sweep)."""
     points = by_point(run)
     if list(points) == ["-"]:
         return None
@@ -46,6 +48,7 @@ def per_point(run: RunData) -> Section | None:
 
 
 def per_agent(run: RunData) -> Section:
+    """Spans, tokens, presence accuracy and marked verdicts per agent."""
     derailed: Counter[str] = Counter()
     rescued: Counter[str] = Counter()
     for record in run.ok:
@@ -77,6 +80,7 @@ def outcomes(run: RunData) -> Section | None:
 
 
 def handoff_matrix(run: RunData) -> Section | None:
+    """Handoffs between agents: counts, accuracy, derails and rescues."""
     agents, count, correct, derails, rescues = handoffs(run)
     if not count:
         return None
@@ -95,6 +99,7 @@ def handoff_matrix(run: RunData) -> Section | None:
 
 
 def engines(run: RunData) -> Section | None:
+    """Per engine: turns, requests, tokens, cache hits and speed."""
     stats: dict[str, Counter] = defaultdict(Counter)
     latency: dict[str, float] = defaultdict(float)
     for record in run.ok:

@@ -39,6 +39,7 @@ class ScenarioError(Exception):
 
 
 def dotted(loc: Loc) -> str:
+    """A location as ``a.b[0].c``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -85,6 +86,7 @@ def fields_at(root: type[BaseModel], path: Loc, mapping: Any = None) -> set[str]
 
 
 def unknown_key_message(key: str, valid: set[str]) -> str:
+    """Says a key is unknown, suggesting the closest valid ones."""
     close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     expected = ", ".join(sorted(valid)) if valid else "no keys here"

@@ -50,11 +50,13 @@ class Source:
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
     def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at the place of ``loc`` in the file."""
         path = data_path(self.data, loc) if not at_key else loc
         line, column = self.position(path, at_key=at_key)
         return Problem(self.file, line, column, dotted(path), message)
 
     def position(self, path: Loc, *, at_key: bool = False) -> tuple[int, int]:
+        """The line and column of ``path`` (of its key when ``at_key``)."""
         if at_key and path in self.keys:
             return self.keys[path]
         for end in range(len(path), -1, -1):
@@ -76,6 +78,7 @@ def _marks(node: yaml.Node, path: Loc, source: Source) -> None:
 
 
 def parse_yaml(text: str, file: str) -> Source:
+    """Parse YAML keeping every node's place; duplicate keys and bad YAML are problems."""
     try:
         data = yaml.load(text, Loader=_Loader)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -100,7 +103,7 @@ def data_path(data: Any, loc: Loc) -> Loc:
     path: list[str | int] = []
     current: Any = data
     for part in loc:
-        if isinstance(current, dict) and part in current:
+        if isinstance(current, dict) and part in current:  # noqa: SIM114 (one branch per type keeps mypy exact)
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             current = current[part]
@@ -111,6 +114,7 @@ def data_path(data: Any, loc: Loc) -> Loc:
 
 
 def explain(error: ValidationError, source: Source) -> list[Problem]:
+    """Validation errors as problems at their places in the file."""
     problems: list[Problem] = []
     for item in error.errors(include_url=False):
         loc: Loc = tuple(item["loc"])
@@ -160,6 +164,7 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def validate(data: dict[str, Any], source: Source) -> Scenario:
+    """The scenario of ``data``, or a :class:`ScenarioError` placed in ``source``."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
@@ -167,6 +172,7 @@ def validate(data: dict[str, Any], source: Source) -> Scenario:
 
 
 def load_source(path: str | Path) -> Source:
+    """Read and parse a scenario file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -223,6 +223,8 @@ class SeedConfig(Strict):
 
 
 class TurnConfig(Strict):
+    """One node of the turn graph: who acts and until when."""
+
     agent: str | None = None
     """The agent taking this turn (default: the agent named like the turn)."""
     until: Trigger = Trigger()
@@ -240,11 +242,15 @@ Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "
 
 
 class TextCondition(Strict):
+    """An edge condition on the text of the turn just taken."""
+
     contains: str | None = None
     not_contains: str | None = None
 
 
 class EdgeConfig(Strict):
+    """An edge of the turn graph, with its condition and repeat bound."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     source: str = Field(alias="from")
     target: str = Field(alias="to")
@@ -264,6 +270,8 @@ def parse_edge(value: Any) -> Any:
 
 
 class GraphConfig(Strict):
+    """The turn graph: its start, turns and edges."""
+
     start: str
     turns: dict[str, TurnConfig]
     edges: list[Annotated[EdgeConfig, BeforeValidator(parse_edge)]] = []
@@ -280,6 +288,8 @@ class GraphConfig(Strict):
 
 
 class Limits(Strict):
+    """When an episode stops: turns and tokens."""
+
     max_tokens: int | None = Field(None, ge=1)
     """Trace tokens an episode may add (in each writer's tokens); default 32768."""
     max_turns: int | None = Field(None, ge=1)
@@ -309,6 +319,8 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
+    """The prompt template and system prompt."""
+
     template: str = DEFAULT_TEMPLATE
     """The user turn; ``{problem}`` is replaced by the problem text."""
     system: str | None = None
@@ -386,6 +398,8 @@ class SubsetConfig(Strict):
 
 
 class Scenario(Strict):
+    """A whole scenario file."""
+
     name: str
     description: str = ""
     seed: int = 0

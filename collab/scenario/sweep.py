@@ -30,6 +30,8 @@ class Point:
 
 @dataclass
 class Loaded:
+    """A loaded scenario: its source, the resolved scenario and its sweep points."""
+
     path: Path
     source: Source
     scenario: Scenario

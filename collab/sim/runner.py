@@ -86,6 +86,7 @@ def build_engines(loaded: Loaded) -> list[dict[str, Engine]]:
 
 
 def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
+    """The texts of the scenario's ``inject: {file: ...}`` sources."""
     files: dict[str, str] = {}
     for agent in scenario.agents.values():
         if agent.inject is not None and agent.inject.file is not None:
@@ -102,6 +103,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def in_shard(episode_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether an episode falls in shard ``(i, n)`` (every episode without shards)."""
     return shard is None or int(episode_id, 16) % shard[1] == shard[0]
 
 
@@ -112,6 +114,8 @@ def _resolve(base: Path, name: str) -> Path:
 
 @dataclass
 class RunResult:
+    """A finished run: its folder and summary."""
+
     path: Path
     summary: dict[str, Any]
 

@@ -28,6 +28,7 @@ SELECTION = "selection.json"
 
 
 def resolve(base: Path, name: str) -> Path:
+    """``name`` relative to ``base`` unless absolute."""
     path = Path(name)
     return path if path.is_absolute() else base / path
 

@@ -20,6 +20,8 @@ def _left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class Batch:
+    """Sequences decoded together: one padded KV cache and each row's padding."""
+
     def __init__(self) -> None:
         self.cache: DynamicCache | None = None
         self.pads: list[int] = []

@@ -87,6 +87,7 @@ class Job:
     cancelled: bool = False
 
     def resolve(self, result: Completion | BaseException) -> None:
+        """Settle the job's future from the worker thread."""
         def settle() -> None:
             if self.future.done():
                 return
@@ -157,6 +158,7 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue a job for the worker."""
         self._queue.put(job)
 
     def stop(self) -> None:
