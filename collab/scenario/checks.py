@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 
 import networkx as nx
 
@@ -17,49 +17,64 @@ def check(scenario: Scenario, source: Source) -> list[Problem]:
     return _check_references(scenario, source) or _check_shape(scenario, source)
 
 
+Reference = tuple[tuple, str, str, Collection[str]]
+"""Where a section names something, what kind of thing, the name, and the names defined."""
+
+
 def _check_references(scenario: Scenario, source: Source) -> list[Problem]:
     """Every name a section uses is defined."""
-    problems: list[Problem] = []
-    engines, agents, turns = scenario.engines, scenario.agents, scenario.graph.turns
-    pools = set(scenario.pools)
+    return (_unknown(source, [*_agent_references(scenario), *_turn_references(scenario)])
+            + _check_pools(scenario, source) + _unknown(source, _graph_references(scenario)))
 
-    def missing(loc: tuple, kind: str, name: str, known: Iterable[str]) -> None:
-        names = ", ".join(sorted(known)) or "none defined"
-        problems.append(source.problem(loc, f"unknown {kind} `{name}`; expected one of: {names}"))
 
+def _unknown(source: Source, references: Iterable[Reference]) -> list[Problem]:
+    """A problem for each reference to a name that is not defined."""
+    return [source.problem(loc, f"unknown {kind} `{name}`; expected one of: {_names(known, 'none defined')}")
+            for loc, kind, name, known in references if name not in known]
+
+
+def _names(known: Iterable[str], none: str) -> str:
+    return ", ".join(sorted(known)) or none
+
+
+def _agent_references(scenario: Scenario) -> Iterator[Reference]:
+    """The engines, pools and agents the agents name."""
+    engines, agents, pools = scenario.engines, scenario.agents, set(scenario.pools)
     for name, agent in agents.items():
-        if agent.engine is not None and agent.engine not in engines:
-            missing(("agents", name, "engine"), "engine", agent.engine, engines)
+        if agent.engine is not None:
+            yield ("agents", name, "engine"), "engine", agent.engine, engines
         inject = agent.inject
-        if inject is not None and inject.model is not None and inject.model.engine not in engines:
-            missing(("agents", name, "inject", "model", "engine"), "engine", inject.model.engine, engines)
-        if inject is not None and inject.from_pool is not None and inject.from_pool not in pools:
-            missing(("agents", name, "inject", "from_pool"), "pool", inject.from_pool, pools)
-        if inject is not None and inject.pool_agent is not None and inject.pool_agent not in agents:
-            missing(("agents", name, "inject", "pool_agent"), "agent", inject.pool_agent, agents)
-    for name, turn in turns.items():
+        if inject is not None and inject.model is not None:
+            yield ("agents", name, "inject", "model", "engine"), "engine", inject.model.engine, engines
+        if inject is not None and inject.from_pool is not None:
+            yield ("agents", name, "inject", "from_pool"), "pool", inject.from_pool, pools
+        if inject is not None and inject.pool_agent is not None:
+            yield ("agents", name, "inject", "pool_agent"), "agent", inject.pool_agent, agents
+
+
+def _turn_references(scenario: Scenario) -> Iterator[Reference]:
+    """The agents and pools the turns name."""
+    agents, pools = scenario.agents, set(scenario.pools)
+    for name, turn in scenario.graph.turns.items():
         if turn.seed is not None:
-            if turn.seed.pool not in pools:
-                missing(("graph", "turns", name, "seed", "pool"), "pool", turn.seed.pool, pools)
+            yield ("graph", "turns", name, "seed", "pool"), "pool", turn.seed.pool, pools
             continue
-        agent_name = turn.agent or name
-        if agent_name not in agents:
-            loc = ("graph", "turns", name, "agent") if turn.agent else ("graph", "turns", name)
-            missing(loc, "agent", agent_name, agents)
-        ref = turn.until.of
-        if ref is not None and ref.pool not in pools:
-            missing(("graph", "turns", name, "until", "of", "pool"), "pool", ref.pool, pools)
-    problems += _check_pools(scenario, source)
+        loc = ("graph", "turns", name, "agent") if turn.agent else ("graph", "turns", name)
+        yield loc, "agent", turn.agent or name, agents
+        if turn.until.of is not None:
+            yield ("graph", "turns", name, "until", "of", "pool"), "pool", turn.until.of.pool, pools
+
+
+def _graph_references(scenario: Scenario) -> Iterator[Reference]:
+    """The judge's probe, the start turn and the turns the edges join."""
+    turns = scenario.graph.turns
     probe = scenario.judge.attribution.probe
-    if probe is not None and probe not in agents:
-        missing(("judge", "attribution", "probe"), "agent", probe, agents)
-    if scenario.graph.start not in turns:
-        missing(("graph", "start"), "turn", scenario.graph.start, turns)
+    if probe is not None:
+        yield ("judge", "attribution", "probe"), "agent", probe, scenario.agents
+    yield ("graph", "start"), "turn", scenario.graph.start, turns
     for index, edge in enumerate(scenario.graph.edges):
         for end, name in (("from", edge.source), ("to", edge.target)):
-            if name not in turns:
-                missing(("graph", "edges", index, end), "turn", name, turns)
-    return problems
+            yield ("graph", "edges", index, end), "turn", name, turns
 
 
 def _check_shape(scenario: Scenario, source: Source) -> list[Problem]:
@@ -89,47 +104,57 @@ def _check_shape(scenario: Scenario, source: Source) -> list[Problem]:
     return problems
 
 
+Mismatch = tuple[tuple, str, Iterable[str]]
+"""Where a section names something that does not fit, what is wrong, and what would fit."""
+
+
 def _check_pools(scenario: Scenario, source: Source) -> list[Problem]:
     """Stages, pools, subsets and a pool-backed dataset refer to things that exist and fit."""
-    problems: list[Problem] = []
-    stages, pools = scenario.stages, scenario.pools
+    pools = scenario.pools
+    mismatches = [*_stage_mismatches(scenario), *_credit_mismatches(scenario)]
+    dataset = scenario.dataset.pool
+    if dataset is not None and dataset not in pools:
+        mismatches.append((("dataset", "pool"), f"unknown pool `{dataset}`", pools))
+    problems = [source.problem(loc, f"{message}; expected one of: {_names(names, 'none')}")
+                for loc, message, names in mismatches]
+    if dataset is not None and dataset in pools and pools[dataset].run is None and pools[dataset].stage is not None:
+        problems.append(source.problem(("dataset", "pool"), f"pool `{dataset}` is filled by a stage, which needs "
+                                       "the dataset first; use a pool loaded from files or an earlier run"))
+    return problems
 
-    def bad(loc: tuple, message: str, names: object) -> None:
-        expected = ", ".join(sorted(names)) or "none"  # type: ignore[call-overload]
-        problems.append(source.problem(loc, f"{message}; expected one of: {expected}"))
 
-    solo = writers(scenario)
+def _stage_mismatches(scenario: Scenario) -> Iterator[Mismatch]:
+    """Stage agents that are not writers; pools filled by stages that do not exist."""
+    stages, solo = scenario.stages, writers(scenario)
     for name, stage in stages.items():
         for index, agent in enumerate(stage.agents or []):
             if agent not in solo:
-                bad(("stages", name, "agents", index), f"`{agent}` is not a writer", solo)
-    for name, pool in pools.items():
+                yield ("stages", name, "agents", index), f"`{agent}` is not a writer", solo
+    for name, pool in scenario.pools.items():
         if pool.stage is not None and pool.run is None and pool.stage not in stages:
-            bad(("pools", name, "stage"), f"unknown stage `{pool.stage}`", stages)
+            yield ("pools", name, "stage"), f"unknown stage `{pool.stage}`", stages
+
+
+def _credit_mismatches(scenario: Scenario) -> Iterator[Mismatch]:
+    """Subsets of unknown pools, and subsets or seeds asking for an agent a stage pool holds nothing by."""
+    pools = scenario.pools
     for name, subset in scenario.subsets.items():
         if subset.pool not in pools:
-            bad(("subsets", name, "pool"), f"unknown pool `{subset.pool}`", pools)
+            yield ("subsets", name, "pool"), f"unknown pool `{subset.pool}`", pools
             continue
         credited = _stage_agents(scenario, subset.pool)
         for index, agent in enumerate(subset.agents or []):
             if credited is not None and agent not in credited:
-                bad(("subsets", name, "agents", index), f"pool `{subset.pool}` holds no trajectories by `{agent}`",
-                    credited)
+                yield (("subsets", name, "agents", index), f"pool `{subset.pool}` holds no trajectories by `{agent}`",
+                       credited)
     for name, turn in scenario.graph.turns.items():
         seed = turn.seed
         if seed is None or seed.agent is None or seed.pool not in pools:
             continue
         credited = _stage_agents(scenario, seed.pool)
         if credited is not None and seed.agent not in credited:
-            bad(("graph", "turns", name, "seed", "agent"), f"pool `{seed.pool}` holds no trajectories by "
-                f"`{seed.agent}`", credited)
-    dataset = scenario.dataset.pool
-    if dataset is not None and dataset not in pools:
-        bad(("dataset", "pool"), f"unknown pool `{dataset}`", pools)
-    elif dataset is not None and pools[dataset].run is None and pools[dataset].stage is not None:
-        problems.append(source.problem(("dataset", "pool"), f"pool `{dataset}` is filled by a stage, which needs "
-                                       "the dataset first; use a pool loaded from files or an earlier run"))
-    return problems
+            yield (("graph", "turns", name, "seed", "agent"), f"pool `{seed.pool}` holds no trajectories by "
+                   f"`{seed.agent}`", credited)
 
 
 def _stage_agents(scenario: Scenario, pool: str) -> set[str] | None:
