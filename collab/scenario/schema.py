@@ -25,6 +25,8 @@ DEFAULT_INSTRUCTION = (
 
 
 class Strict(BaseModel):
+    """A block that rejects fields it does not know."""
+
     model_config = ConfigDict(extra="forbid")
 
 
