@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collab.engines.base import Tokenizer
+from collab.engines.base import THINK_CLOSE, Tokenizer
 
 SpanKind = Literal["generated", "injected", "seeded"]
 Align = Literal["sentence", "paragraph", "token"]
@@ -22,6 +22,8 @@ _PARAGRAPH_END = re.compile(r"\n\s*\n")
 
 @dataclass
 class Span:
+    """A piece of the trace by one author: generated, injected or seeded text and its ids per tokenizer."""
+
     author: str
     kind: SpanKind
     text: str
@@ -30,6 +32,7 @@ class Span:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def ids_for(self, tokenizer: Tokenizer) -> list[int]:
+        """The span's ids in ``tokenizer``'s vocabulary (tokenized once, then cached)."""
         ids = self.ids.get(tokenizer.key)
         if ids is None:
             ids = self.ids[tokenizer.key] = tokenizer.encode(self.text)
@@ -52,6 +55,7 @@ class Trace:
         self._views: dict[str, _View] = {}
 
     def append(self, span: Span) -> Span:
+        """Add a span at the end."""
         self.spans.append(span)
         return span
 
@@ -69,6 +73,7 @@ class Trace:
         return view.ids
 
     def prompt_length(self, tokenizer: Tokenizer) -> int:
+        """Tokens of the prompt in ``tokenizer``'s chat format."""
         return len(tokenizer.render_prompt(self.user_prompt, self.system))
 
     @property
@@ -81,11 +86,10 @@ class Trace:
         """The trace after the prompt: thinking and answer as one string."""
         return "".join(span.text for span in self.spans)
 
-    def fork(self) -> Trace:
-        """A copy sharing span objects (spans are never mutated but for their id caches)."""
-        other = Trace(self.user_prompt, self.system)
-        other.spans = list(self.spans)
-        return other
+
+def thinking_part(text: str) -> str:
+    """What a written text thinks: all before the first thinking close tag (all of it when there is none)."""
+    return text.split(THINK_CLOSE, 1)[0]
 
 
 def boundary_before(text: str, position: int, align: Align) -> int:

@@ -68,8 +68,9 @@ async def test_agreement_with_recorded_labels(shared: Path) -> None:
     assert rows
     async with AnswerChecker(workers=2, timeout_s=10) as checker:
         grades = await asyncio.gather(*(checker.check(r["response"], r["gold_answer"], thinking=True) for r in rows))
-    agreeing = sum(g.correct == r["correct"] for g, r in zip(grades, rows))
-    disagreeing = [(r["id"], r["model"], r["correct"], g) for g, r in zip(grades, rows) if g.correct != r["correct"]]
+    agreeing = sum(g.correct == r["correct"] for g, r in zip(grades, rows, strict=False))
+    disagreeing = [(r["id"], r["model"], r["correct"], g)
+                   for g, r in zip(grades, rows, strict=True) if g.correct != r["correct"]]
     assert agreeing / len(rows) == 1.0, disagreeing[:5]
 
 

@@ -211,7 +211,7 @@ async def test_recorded_distraction_episodes(shared: Path, checker: AnswerChecke
         for i, row in enumerate(rows)
     ))
     matched, derailer_ok, misses = 0, 0, []
-    for row, judgement in zip(rows, judgements):
+    for row, judgement in zip(rows, judgements, strict=False):
         verdicts = [e for e in judgement.events if isinstance(e, JudgeVerdict)]
         outcome = next(v for v in verdicts if v.span is None)
         expected = ("recovered" if row["recovered"] else

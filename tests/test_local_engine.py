@@ -152,7 +152,8 @@ async def test_models_without_reusable_kv_run_uncached() -> None:
             expected.append(int(model(input_ids=torch.tensor([PROMPT + expected])).logits[0, -1].argmax()))
     engine = on_model(model, CharTokenizer(eos_token_ids=[]))  # recurrent state: no prefix reuse
     assert engine.radix is None and not engine.describe()["cache"]["supported"]
-    completions = await asyncio.gather(*(engine.generate(GenerateRequest(PROMPT, 8, temperature=0.0)) for _ in range(2)))
+    completions = await asyncio.gather(
+        *(engine.generate(GenerateRequest(PROMPT, 8, temperature=0.0)) for _ in range(2)))
     assert [c.token_ids for c in completions] == [expected, expected]
     assert engine.stats.max_batch == 1
 

@@ -11,7 +11,7 @@ from collab.events import EpisodeEnd, EpisodeStart, RunStart, TurnEvent
 
 
 def events() -> list:
-    turn = dict(index=0, turn="a", agent="a", kind="generated", text="x", latency_s=0.5)
+    turn = {"index": 0, "turn": "a", "agent": "a", "kind": "generated", "text": "x", "latency_s": 0.5}
     return [
         RunStart(run_id="r", scenario="s", digest="d", episodes=3),
         EpisodeStart(episode_id="e1", problem_id="p", sample=0, seed=0),

@@ -28,7 +28,7 @@ def check(tree: RadixCache, tokens: list[int]) -> int:
     if match.length:
         assert match.kv is not None
         expected = fake_kv(tokens[: match.length])
-        assert all(torch.equal(a, b) for a, b in zip(match.kv, expected))
+        assert all(torch.equal(a, b) for a, b in zip(match.kv, expected, strict=False))
     tree.release(match)
     return match.length
 
@@ -40,7 +40,7 @@ def test_longest_prefix_and_branches() -> None:
     assert tree.insert(a, fake_kv(a)) == 6
     assert check(tree, [1, 2, 3, 4, 7]) == 4
     assert tree.insert(b, fake_kv(b)) == 2  # splits a's edge after [1, 2, 3]
-    assert check(tree, a + [8]) == 6
+    assert check(tree, [*a, 8]) == 6
     assert check(tree, b) == 5
     assert check(tree, [1, 2, 3, 9, 1]) == 4
     assert check(tree, [2, 1]) == 0
@@ -173,8 +173,9 @@ async def test_interleaved_concurrent_episodes_equal_no_cache(model: tuple) -> N
     expected = await reference(base, scripts)
     engine = twin(base, cache=True)
     names = list(scripts) * 2  # two samples of every episode, all in flight at once
-    results = await asyncio.gather(*(episode(engine, *scripts[name], name=f"{name}{i}") for i, name in enumerate(names)))
-    for name, turns in zip(names, results):
+    results = await asyncio.gather(
+        *(episode(engine, *scripts[name], name=f"{name}{i}") for i, name in enumerate(names)))
+    for name, turns in zip(names, results, strict=False):
         assert [ids for ids, _ in turns] == expected[name]
     assert engine.stats.cached_tokens > engine.stats.prefill_tokens
     assert engine.stats.max_batch > 1  # rows of different lengths decoded together

@@ -129,7 +129,7 @@ def test_live_view_fills_the_height_and_shows_the_tail(tmp_path: Path) -> None:
     spans = tuple(("a" if i % 2 else "b", "turn", f"Sentence number {i} of a long trace.\n" * 6) for i in range(20))
     write_episode(store, "e", spans=spans)
     end_run(store)
-    console, text = record_view(tmp_path / "long", "e", height=30, cursor=Cursor(19, 40))
+    _console, text = record_view(tmp_path / "long", "e", height=30, cursor=Cursor(19, 40))
     lines = text.splitlines()
     assert len(lines) == 30
     assert "Sentence number 19 of" in text and "Sentence number 0 of" not in text
@@ -300,7 +300,8 @@ def _plain(renderable: object) -> str:
 def test_real_terminal_with_tmux(run: Path) -> None:
     """The replay in a real 120x40 terminal: a private tmux server, read back with capture-pane."""
     tmux = ["tmux", "-L", f"collab-test-{os.getpid()}"]
-    command = f"env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m collab.cli replay {shlex.quote(str(run))} --speed 0"
+    command = (f"env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m collab.cli replay "
+               f"{shlex.quote(str(run))} --speed 0")
     subprocess.run([*tmux, "new-session", "-d", "-s", "replay", "-x", "120", "-y", "40", command], check=True,
                    cwd=Path(__file__).resolve().parent.parent)
     socket = subprocess.run([*tmux, "display", "-p", "#{socket_path}"], capture_output=True, text=True).stdout.strip()

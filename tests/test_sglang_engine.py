@@ -147,7 +147,7 @@ def test_the_test_servers_radix_tree() -> None:
     tree.insert([1, 2, 3, 4, 6, 7])
     assert [tree.match(ids) for ids in ([1, 2, 3, 4, 6, 7, 8], [1, 2, 5, 9], [1, 2, 9], [2], [])] == [6, 3, 2, 0, 0]
     assert tree.tokens == 7
-    assert common_prefix(list(range(1000)), list(range(777)) + [0]) == 777
+    assert common_prefix(list(range(1000)), [*list(range(777)), 0]) == 777
 
 
 # -- startup ---------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ async def test_every_request_ends_once_under_faults(
     for a in real(srv.attempts):
         by_input[tuple(a.input_ids)].append(a)
     assert {a.fault for a in srv.attempts} >= set(kinds), "every fault kind was injected"
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=False):
         attempts = by_input[tuple(request.input_ids)]
         assert 1 <= len(attempts) <= retries + 1
         assert all(a.fault not in (None, "overlap") for a in attempts[:-1]), "no retry after a success"
@@ -442,7 +442,7 @@ async def test_episodes_move_off_a_dead_server(qwen: HFTokenizer, qwen_path: str
     engine = SGLangEngine("sg", urls=[a.url, b.url], tokenizer=qwen_path, retries=6, **FAST)
     episodes = [f"ep{i}" for i in range(20)]
     first = await asyncio.gather(*(engine.generate(req(prompt(qwen, i), e)) for i, e in enumerate(episodes)))
-    on_b = {e for e, c in zip(episodes, first) if c.server == b.url}
+    on_b = {e for e, c in zip(episodes, first, strict=False) if c.server == b.url}
     assert on_b and len(on_b) < len(episodes)
     await b.stop()
     second = await asyncio.gather(*(engine.generate(req(prompt(qwen, 100 + i), e)) for i, e in enumerate(episodes)))

@@ -60,7 +60,7 @@ def main() -> None:
     startup_s, pool_s, pool = asyncio.run(pooled(rows, args.workers, args.timeout))
 
     def agreement(results: list[bool | None]) -> str:
-        return f"{sum(a == b for a, b in zip(results, labels)) / len(rows):.1%}"
+        return f"{sum(a == b for a, b in zip(results, labels, strict=False)) / len(rows):.1%}"
 
     print(f"{len(rows)} recorded traces, {os.cpu_count()} CPUs")
     print(f"{'mode':<22}{'seconds':>9}{'checks/s':>11}{'agreement':>11}")

@@ -178,7 +178,8 @@ async def main(args: argparse.Namespace) -> None:
 def parse() -> argparse.Namespace:
     default_model = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(default_model), help="hub id, folder or .gguf file (default: %(default)s)")
+    parser.add_argument("--model", default=str(default_model),
+                        help="hub id, folder or .gguf file (default: %(default)s)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--problems", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)

@@ -10,12 +10,13 @@ from pathlib import Path
 from collab.data.errors import DataError
 from collab.data.jsonl import bool_field, read_rows, require, text_field
 from collab.data.problems import MathProblem
-
-THINK_CLOSE = "</think>"
+from collab.trace import thinking_part
 
 
 @dataclass(frozen=True)
 class Trajectory:
+    """One recorded solution: its problem, author, text and whether it was correct."""
+
     problem_id: str
     agent: str
     text: str
@@ -28,7 +29,7 @@ class Trajectory:
     @property
     def thinking(self) -> str:
         """The text before ``</think>`` (all of it when the thinking was never closed or never opened)."""
-        return self.text.split(THINK_CLOSE, 1)[0]
+        return thinking_part(self.text)
 
 
 class Pool:
@@ -50,10 +51,12 @@ class Pool:
         return len(self.trajectories)
 
     def agents(self) -> list[str]:
+        """The authors of the pool's trajectories."""
         return sorted({t.agent for t in self.trajectories})
 
     def for_problem(self, problem_id: str, agent: str | None = None, *,
                     correct: bool | None = None) -> list[Trajectory]:
+        """Trajectories of a problem, optionally by one agent and of one correctness."""
         return [
             t for t in self._by_problem.get(problem_id, [])
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)

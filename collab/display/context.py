@@ -13,6 +13,8 @@ from collab.scenario import ScenarioError, load
 
 @dataclass
 class RunContext:
+    """What the displays know about a run as a whole (agents, their colours, its topology)."""
+
     name: str
     palette: Palette
     topology: Topology
@@ -34,6 +36,7 @@ class RunContext:
 
     @classmethod
     def from_records(cls, name: str, records: list[EpisodeRecord]) -> RunContext:
+        """The context of a run from its finished episodes."""
         palette = Palette(span.agent for record in records for span in record.spans)
         context = cls(name, palette, Topology(""), set(), observed=True)
         context.learn(records)

@@ -63,13 +63,14 @@ class Player:
 
     @property
     def current(self) -> EpisodeRecord | None:
+        """The episode on screen (None once all are played)."""
         return self.playlist[self.index] if self.start is None and self.index < len(self.playlist) else None
 
     def _go(self, index: int) -> None:
         self.index = index
         self.cursor = Cursor(0)
         self.scroll = Scroll()
-        self.cache: dict = {}
+        self.cache = {}
         self._progress = self._held = 0.0
         if self.speed <= 0 and self.current is not None:
             self.cursor = Cursor(len(self.current.spans))
@@ -77,10 +78,12 @@ class Player:
     # ------------------------------------------------------------------ controls
 
     def next(self) -> None:
+        """Skip to the next episode."""
         if self.index + 1 < len(self.playlist):
             self._go(self.index + 1)
 
     def previous(self) -> None:
+        """Go back to the previous episode."""
         if self.playlist:
             self._go(max(self.index - 1, 0))
 
@@ -90,9 +93,11 @@ class Player:
             self.cursor = Cursor(len(self.current.spans))
 
     def toggle_pause(self) -> None:
+        """Pause or resume."""
         self.paused = not self.paused
 
     def faster(self, factor: float) -> None:
+        """Multiply the speed by ``factor``."""
         if self.speed > 0:
             self.speed = max(self.speed * factor, 1.0)
 
@@ -132,6 +137,7 @@ class Player:
     # ------------------------------------------------------------------ drawing
 
     def status(self) -> Text:
+        """The status line: position, speed, pause."""
         state = "⏸ paused" if self.paused else ("▶ " + (f"{self.speed:g} tok/s" if self.speed > 0 else "instant"))
         line = Text(state, "bold")
         if self.follow:
@@ -141,6 +147,7 @@ class Player:
         return line
 
     def view(self, height: int | None) -> RenderableType:
+        """The screen for a terminal ``height`` lines high (None: unbounded)."""
         record = self.current
         if record is None:
             waiting = "waiting for episodes to finish…" if self.follow else "no episode matches"

@@ -40,7 +40,9 @@ def _share(part: float, whole: float) -> str:
 
 
 @dataclass
-class EngineStats:
+class EngineTally:
+    """What one engine's finished turns added up to, as the progress display shows it."""
+
     turns: int = 0
     tokens: int = 0
     prompt: int = 0
@@ -62,11 +64,12 @@ class RunStats:
     prompt: int = 0
     cached: int = 0
     ideal: int = 0
-    engines: dict[str, EngineStats] = field(default_factory=dict)
+    engines: dict[str, EngineTally] = field(default_factory=dict)
     recent: deque[tuple[float, int]] = field(default_factory=deque)
     clock: float = field(default_factory=time.perf_counter)
 
     def add(self, event: Event, now: float) -> None:
+        """Count one event seen at time ``now``."""
         if isinstance(event, RunStart):
             self.total = event.episodes
         elif isinstance(event, PhaseStart):
@@ -75,7 +78,7 @@ class RunStats:
             self.started += 1
         elif isinstance(event, TurnEvent):
             self.tokens += event.tokens
-            engine = self.engines.setdefault(event.engine, EngineStats())
+            engine = self.engines.setdefault(event.engine, EngineTally())
             engine.turns += 1
             engine.tokens += event.tokens
             engine.prompt += event.prompt_tokens
@@ -94,6 +97,7 @@ class RunStats:
 
     @property
     def running(self) -> int:
+        """Episodes started and not yet ended."""
         return max(self.started - self.done, 0)
 
     def rate(self, now: float) -> float:
@@ -104,6 +108,7 @@ class RunStats:
         return sum(tokens for _, tokens in list(self.recent)) / span
 
     def line(self, now: float) -> str:
+        """A one-line progress report."""
         accuracy = f"{self.correct / self.judged:.1%} ({self.judged} judged)" if self.judged else "-"
         total = "?" if self.total is None else self.total
         return (f"episodes {self.done}/{total} (failed {self.failed}, running {self.running})  "
@@ -152,6 +157,7 @@ class ProgressDisplay:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:
+        """Take one event of the run."""
         now = time.perf_counter()
         self.stats.add(event, now)
         if isinstance(event, (RunStart, PhaseStart)):
@@ -166,6 +172,7 @@ class ProgressDisplay:
         self.console.print(self.stats.line(now) + self._outage(), markup=False, highlight=False)
 
     def line(self) -> str:
+        """A one-line progress report as of now."""
         return self.stats.line(time.perf_counter()) + self._outage()
 
     def _outage(self) -> str:
@@ -175,12 +182,13 @@ class ProgressDisplay:
         return "  servers down, waiting: " + ", ".join(f"{name} {n}" for name, n in sorted(waiting.items()))
 
     def engines(self) -> Table:
+        """Per engine: requests in flight, turns, tokens, speed and cache hits."""
         table = Table(box=None, padding=(0, 2), pad_edge=False, header_style="dim")
         for name in ("engine", "in flight", "turns", "tokens", "tok/s per request", "cache hit"):
             table.add_column(name, justify="left" if name == "engine" else "right")
         in_flight = dict(self.in_flight)
         for name in sorted(set(self.stats.engines) | set(in_flight)):
-            stats = self.stats.engines.get(name, EngineStats())
+            stats = self.stats.engines.get(name, EngineTally())
             speed = f"{stats.tokens / stats.latency_s:.1f}" if stats.latency_s else "-"
             table.add_row(Text(name), str(in_flight.get(name, "-")), str(stats.turns), str(stats.tokens), speed,
                           _share(stats.cached, stats.prompt))

@@ -46,6 +46,7 @@ def episode_html(record: EpisodeRecord, context: RunContext) -> str:
 
 
 def show(path: Path, episode: str, html_path: Path | None, console: Console) -> int:
+    """Print one episode whole, or write it as an HTML page; returns the exit status."""
     if html_path is not None:
         refuse_run_file(html_path)
     folder = run_folder(path, follow=False)

@@ -24,6 +24,7 @@ class Mark:
 
     @property
     def badge(self) -> str:
+        """The verdict as a short coloured badge."""
         return f"bold reverse {self.colour}"
 
 
@@ -39,6 +40,7 @@ VERDICTS: dict[str, Mark] = {
 
 
 def mark(verdict: str) -> Mark:
+    """The mark of a verdict."""
     return VERDICTS.get(verdict, Mark("?", "white"))
 
 
@@ -65,13 +67,16 @@ class Palette:
             self.colour(agent)
 
     def colour(self, agent: str) -> str:
+        """The colour of an agent."""
         if agent not in self._colours:
             self._colours[agent] = AGENT_COLOURS[len(self._colours) % len(AGENT_COLOURS)]
         return self._colours[agent]
 
     def style(self, agent: str, **extra: Any) -> Style:
+        """The style of an agent's text."""
         return Style(color=self.colour(agent), **extra)
 
     @property
     def agents(self) -> list[str]:
+        """The agents in their colour order."""
         return list(self._colours)

@@ -7,6 +7,8 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 FinishType = Literal["stop", "length", "abort"]
+THINK_CLOSE = "</think>"
+"""The tag that ends a model's thinking, as every tokenizer here renders it (``Tokenizer.think_close``)."""
 
 
 class EngineError(Exception):
@@ -32,9 +34,13 @@ class Tokenizer(Protocol):
     think_close: str | None
     eos_token_ids: list[int]
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+        ...
 
-    def decode(self, ids: list[int]) -> str: ...
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids``."""
+        ...
 
     def render_prompt(self, user: str, system: str | None = None) -> list[int]:
         """The chat-formatted user turn with the generation prompt (and the thinking opener)."""

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collab.engines.base import Completion, EngineLifecycle, GenerateRequest
+from collab.engines.base import THINK_CLOSE, Completion, EngineLifecycle, FinishType, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer
 
 Responder = Callable[[GenerateRequest, str], str]
@@ -35,7 +35,7 @@ def default_text(key: str) -> str:
         sentences.append(" ".join(words).capitalize() + ".")
     text = " ".join(sentences) + "\n"
     if digest[31] % 3 == 0:
-        text += f"</think>\n\nThe answer is $\\boxed{{{digest[30] % 20}}}$."
+        text += f"{THINK_CLOSE}\n\nThe answer is $\\boxed{{{digest[30] % 20}}}$."
     return text
 
 
@@ -92,12 +92,13 @@ class ScriptedEngine(EngineLifecycle):
         pending = self._pending.pop(key, None) if ctx.purpose != "turn" else None
         if pending is None:
             text = self._turn_text(request)
-            answers = self.tokenizer.think_open is None or "</think>" in text
+            answers = self.tokenizer.think_open is None or THINK_CLOSE in text
         else:
             text, answers = pending
         ids = self.tokenizer.encode(text)
         out: list[int] = []
-        finish, matched = "length", None
+        finish: FinishType = "length"
+        matched: int | str | None = None
         produced = ""
         for position, token in enumerate(ids):
             if len(out) >= request.max_new_tokens:

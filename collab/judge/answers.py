@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from collab.engines.base import THINK_CLOSE
 from collab.judge.pool import WorkerCrashed, WorkerPool, WorkerTimeout
 from collab.trace import Span
-
-THINK_CLOSE = "</think>"
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 _STATED = re.compile(
@@ -112,7 +111,7 @@ def _wrap(answer: str) -> str:
 def _parse_gold(gold: str) -> list[Any]:
     from math_verify import parse
 
-    return parse(_wrap(gold), parsing_timeout=None)  # type: ignore[arg-type]
+    return parse(_wrap(gold), parsing_timeout=None)
 
 
 def grade(response: str, gold: str, thinking: bool = True) -> Grade:
@@ -122,7 +121,7 @@ def grade(response: str, gold: str, thinking: bool = True) -> Grade:
     gold_parsed = _parse_gold(gold)
     if not gold_parsed:
         return Grade(None, None, "unjudged", f"gold answer {gold!r} could not be parsed")
-    predicted = parse(final_region(response, thinking), parsing_timeout=None)  # type: ignore[arg-type]
+    predicted = parse(final_region(response, thinking), parsing_timeout=None)
     if not predicted:
         return Grade(False, None, "ok", "no answer found")
     answer = next((p for p in reversed(predicted) if isinstance(p, str)), str(predicted[0]))

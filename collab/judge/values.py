@@ -91,7 +91,7 @@ class _Rollouts:
                 text += suffix + answer.text
         except EngineError as error:
             return Grade(None, None, "unjudged", f"engine {engine.name}: {error}"), False
-        spans = self.trace.spans[:boundary] + [Span(self.probe.agent, "generated", text)]
+        spans = [*self.trace.spans[:boundary], Span(self.probe.agent, "generated", text)]
         return await self.checker.check(response_text(spans), self.gold,
                                         thinking=tokenizer.think_close is not None), forced
 
@@ -103,7 +103,7 @@ class _Rollouts:
             results.append(await self.one(*jobs[0]))  # warms the longest prefix
             results += await asyncio.gather(*(self.one(b, k) for b, k in jobs[1:]))
         by_boundary: dict[int, list[tuple[Grade, bool]]] = {}
-        for (b, _), result in zip(jobs, results):
+        for (b, _), result in zip(jobs, results, strict=False):
             by_boundary.setdefault(b, []).append(result)
         values = []
         for b in range(last):
@@ -117,7 +117,7 @@ class _Rollouts:
                 detail["unjudged"] = unjudged
             values.append(JudgeValue(episode_id=self.episode_id, boundary=b, value=_mean(grades),
                                      method="rollouts", samples=samples, detail=detail))
-        return values + [outcome_value(self.episode_id, last, grade, "rollouts")]
+        return [*values, outcome_value(self.episode_id, last, grade, "rollouts")]
 
 
 async def rollout_values(episode_id: str, trace: Trace, gold: str, grade: Grade, probe: Probe,
@@ -155,4 +155,4 @@ async def answer_values(episode_id: str, trace: Trace, gold: str, grade: Grade, 
             value = None if value is None else float(value)
         values.append(JudgeValue(episode_id=episode_id, boundary=b, value=value, method="answers",
                                  detail={"answer": current, "committed": stated}))
-    return values + [outcome_value(episode_id, len(trace.spans), grade, "answers")]
+    return [*values, outcome_value(episode_id, len(trace.spans), grade, "answers")]

@@ -18,11 +18,6 @@ ALL = "all"
 """The subset name of a run without subsets."""
 
 
-def writer(record: EpisodeRecord) -> str | None:
-    """The model the episode tests: the author of its last generated span."""
-    return next((s.agent for s in reversed(record.spans) if s.kind == "generated"), None)
-
-
 def guide_prefix(record: EpisodeRecord, model: str) -> bool | None:
     """Whether the episode's guide prefixes state the correct answer (None: it has none)."""
     guides = [s for s in record.spans if s.kind == "seeded" and s.agent != model]
@@ -30,8 +25,8 @@ def guide_prefix(record: EpisodeRecord, model: str) -> bool | None:
 
 
 def _cell(records: list[EpisodeRecord], model: str) -> dict[str, Any]:
-    judged = [r for r in records if r.end is not None and r.end.correct is not None]
-    correct = sum(1 for r in judged if r.end.correct)
+    judged = [r for r in records if r.end is not None and r.final.correct is not None]
+    correct = sum(1 for r in judged if r.final.correct)
     prefixes = [p for r in records if (p := guide_prefix(r, model)) is not None]
     return {
         "episodes": len(records), "n": len(judged), "correct": correct,
@@ -56,25 +51,26 @@ def _subsets(records: list[EpisodeRecord]) -> list[str]:
 
 def table(subset: str, key: str | None, records: list[EpisodeRecord]) -> dict[str, Any]:
     """Rows of models, columns of ``key``'s values (none when ``key`` is None), and the average."""
-    models = sorted({m for r in records if (m := writer(r)) is not None})
+    models = sorted({m for r in records if (m := r.last_writer) is not None})
     columns = _order(r.start.point.get(key) for r in records) if key is not None else []
     rows = []
     for model in models:
-        mine = [r for r in records if writer(r) == model]
-        cells = [_cell([r for r in mine if r.start.point.get(key) == value], model) for value in columns]
+        mine = [r for r in records if r.last_writer == model]
+        cells = [_cell([r for r in mine if r.start.point.get(key or '') == value], model) for value in columns]
         rows.append({"model": model, "cells": cells, "avg": _cell(mine, model)})
     return {"subset": subset, "key": key, "columns": columns, "rows": rows}
 
 
 def twin_tests(records: Iterable[EpisodeRecord]) -> dict[str, Any] | None:
     """The tables of a run's finished main episodes; None unless it has subsets or seeded prefixes."""
-    records = [r for r in records if r.end is not None and r.end.status == "ok" and writer(r) is not None]
+    records = [r for r in records if r.end is not None and r.end.status == "ok" and r.last_writer is not None]
     if not any(r.start.subsets or any(s.kind == "seeded" for s in r.spans) for r in records):
         return None
     keys = list(dict.fromkeys(k for r in records for k in r.start.point))
-    varying = [k for k in keys if any(str(r.start.point.get(k)) != writer(r) for r in records)]
+    varying = [k for k in keys if any(str(r.start.point.get(k)) != r.last_writer for r in records)]
     tables = []
     for subset in _subsets(records):
         members = [r for r in records if subset == ALL or subset in r.start.subsets]
-        tables += [table(subset, key, members) for key in varying or [None]]
+        by: list[str | None] = [*varying] or [None]
+        tables += [table(subset, key, members) for key in by]
     return {"problems": len({r.start.problem_id for r in records}), "tables": tables}

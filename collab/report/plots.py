@@ -15,6 +15,8 @@ DPI = 100
 
 @dataclass
 class AccuracyPoint:
+    """One sweep point of an accuracy plot, with its interval."""
+
     label: str
     x: float | None
     """The sweep value when the sweep has one numeric key."""
@@ -34,6 +36,8 @@ class Curve:
 
 @dataclass
 class Matrix:
+    """A handoff matrix: counts and accuracies per (from, to) pair."""
+
     agents: list[str]
     counts: list[list[int]]
     accuracy: list[list[float | None]]
@@ -62,8 +66,8 @@ def accuracy_plot(series: dict[str, list[AccuracyPoint]], xlabel: str | None, pa
     for index, (run, points) in enumerate(series.items()):
         shown = [p for p in points if p.accuracy is not None]
         ys = [p.accuracy for p in shown]
-        errors = [[p.accuracy - p.low if p.low is not None else 0.0 for p in shown],
-                  [p.high - p.accuracy if p.high is not None else 0.0 for p in shown]]
+        errors = [[p.accuracy - p.low if p.accuracy is not None and p.low is not None else 0.0 for p in shown],
+                  [p.high - p.accuracy if p.accuracy is not None and p.high is not None else 0.0 for p in shown]]
         if numeric:
             axes.errorbar([p.x for p in shown], ys, yerr=errors, marker="o", capsize=4, label=run)
         else:
@@ -84,9 +88,9 @@ def accuracy_plot(series: dict[str, list[AccuracyPoint]], xlabel: str | None, pa
 def value_plot(curves: dict[str, list[Curve]], path: Path) -> Path:
     """The judge's value along the trace: one thin line per episode (green correct, red not), per run."""
     figure, panels = _figure(len(curves))
-    for axes, (run, episodes) in zip(panels, curves.items()):
+    for axes, (run, episodes) in zip(panels, curves.items(), strict=False):
         for curve in episodes:
-            colour = {True: "tab:green", False: "tab:red"}.get(curve.correct, "tab:gray")
+            colour = {True: "tab:green", False: "tab:red", None: "tab:gray"}[curve.correct]
             axes.plot(curve.x, curve.y, color=colour, alpha=0.4, linewidth=1, marker="o", markersize=3)
         axes.set_ylim(-0.05, 1.05)
         axes.set_xlim(0, 1)
@@ -101,7 +105,7 @@ def handoff_plot(matrices: dict[str, Matrix], path: Path) -> Path:
     """Who handed the trace to whom: colour = accuracy of those episodes, numbers = handoffs."""
     figure, panels = _figure(len(matrices))
     image = None
-    for axes, (run, matrix) in zip(panels, matrices.items()):
+    for axes, (run, matrix) in zip(panels, matrices.items(), strict=False):
         grid = [[float("nan") if a is None else a for a in row] for row in matrix.accuracy]
         image = axes.imshow(grid, cmap="RdYlGn", vmin=0, vmax=1)
         ticks = range(len(matrix.agents))

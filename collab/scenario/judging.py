@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AttributionSettings(BaseModel):
+    """How the judge attributes derails and rescues (``judge.attribution``)."""
+
     model_config = ConfigDict(extra="forbid")
     method: Literal["answers", "rollouts", "none"] = "answers"
     """answers: cheap, follows the answers spans commit to; rollouts: K continuations per boundary."""
@@ -24,6 +26,8 @@ class AttributionSettings(BaseModel):
 
 
 class JudgeSettings(BaseModel):
+    """The ``judge:`` block: grading workers, timeout and attribution."""
+
     model_config = ConfigDict(extra="forbid")
     timeout_s: float = Field(10.0, gt=0, le=3_600)
     """Hard timeout of one Math-Verify check (in a worker process)."""

@@ -39,7 +39,7 @@ class _Loader(yaml.SafeLoader):
             if self.depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
@@ -73,11 +73,13 @@ class Source:
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
     def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at the place of ``loc`` in the file."""
         path = data_path(self.data, loc) if not at_key else loc
         line, column = self.position(path, at_key=at_key)
         return Problem(self.file, line, column, dotted(path), message)
 
     def position(self, path: Loc, *, at_key: bool = False) -> tuple[int, int]:
+        """The line and column of ``path`` (of its key when ``at_key``)."""
         if at_key and path in self.keys:
             return self.keys[path]
         for end in range(len(path), -1, -1):
@@ -129,6 +131,7 @@ def _compose(text: str, file: str) -> tuple[Any, yaml.Node | None]:
 
 
 def parse_yaml(text: str, file: str) -> Source:
+    """Parse YAML keeping every node's place; duplicate keys and bad YAML are problems."""
     try:
         data, node = _compose(text, file)
     except yaml.MarkedYAMLError as error:
@@ -150,16 +153,20 @@ def parse_yaml(text: str, file: str) -> Source:
 def data_path(data: Any, loc: Loc) -> Loc:
     """The parts of a pydantic error location that are in the data (drops union tags)."""
     path: list[str | int] = []
-    current = data
+    current: Any = data
     for part in loc:
-        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        if (isinstance(current, dict) and part in current) or in_list:
+        if isinstance(current, dict) and part in current:  # noqa: SIM114 (one branch per type keeps mypy exact)
             current = current[part]
-            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            continue
+        path.append(part)
     return tuple(path)
 
 
 def explain(error: ValidationError, source: Source) -> list[Problem]:
+    """Validation errors as problems at their places in the file."""
     problems: list[Problem] = []
     for item in error.errors(include_url=False):
         loc: Loc = tuple(item["loc"])
@@ -185,8 +192,10 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    return [p for p in problems if not (str(p) in seen or seen.add(str(p)))]
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(str(problem), problem)
+    return list(unique.values())
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -207,6 +216,7 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def validate(data: dict[str, Any], source: Source) -> Scenario:
+    """The scenario of ``data``, or a :class:`ScenarioError` placed in ``source``."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
@@ -214,6 +224,7 @@ def validate(data: dict[str, Any], source: Source) -> Scenario:
 
 
 def load_source(path: str | Path) -> Source:
+    """Read and parse a scenario file."""
     path = Path(path)
     return parse_yaml(read_text(path), str(path))
 

@@ -25,6 +25,8 @@ DEFAULT_INSTRUCTION = (
 
 
 class Strict(BaseModel):
+    """A block that rejects fields it does not know."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -225,6 +227,8 @@ class SeedConfig(Strict):
 
 
 class TurnConfig(Strict):
+    """One node of the turn graph: who acts and until when."""
+
     agent: str | None = None
     """The agent taking this turn (default: the agent named like the turn)."""
     until: Trigger = Trigger()
@@ -242,11 +246,15 @@ Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "
 
 
 class TextCondition(Strict):
+    """An edge condition on the text of the turn just taken."""
+
     contains: str | None = None
     not_contains: str | None = None
 
 
 class EdgeConfig(Strict):
+    """An edge of the turn graph, with its condition and repeat bound."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     source: str = Field(alias="from")
     target: str = Field(alias="to")
@@ -266,6 +274,8 @@ def parse_edge(value: Any) -> Any:
 
 
 class GraphConfig(Strict):
+    """The turn graph: its start, turns and edges."""
+
     start: str
     turns: dict[str, TurnConfig]
     edges: list[Annotated[EdgeConfig, BeforeValidator(parse_edge)]] = []
@@ -282,6 +292,8 @@ class GraphConfig(Strict):
 
 
 class Limits(Strict):
+    """When an episode stops: turns and tokens."""
+
     max_tokens: int | None = Field(None, ge=1)
     """Trace tokens an episode may add (in each writer's tokens); default 32768."""
     max_turns: int | None = Field(None, ge=1)
@@ -311,6 +323,8 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
+    """The prompt template and system prompt."""
+
     template: str = DEFAULT_TEMPLATE
     """The user turn; ``{problem}`` is replaced by the problem text."""
     system: str | None = None
@@ -388,6 +402,8 @@ class SubsetConfig(Strict):
 
 
 class Scenario(Strict):
+    """A whole scenario file."""
+
     name: str
     description: str = ""
     seed: int = 0

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collab.data.pools import Pool
-from collab.engines.base import Completion, Engine, GenerateRequest, Tokenizer
-from collab.engines.tokenizers import THINK_CLOSE
+from collab.engines.base import THINK_CLOSE, Completion, Engine, GenerateRequest, Tokenizer
 from collab.events import EpisodeEnd, EpisodeStart, Event
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import AgentConfig, EdgeConfig, Scenario, TextCondition
@@ -39,7 +38,6 @@ class Episode:
     tokens: int = 0
     """Tokens written and injected so far (seeded context does not count)."""
     ledger: CacheLedger = field(default_factory=CacheLedger)
-    last_writer: str | None = None
 
     def __post_init__(self) -> None:
         scenario = self.scenario
@@ -146,6 +144,11 @@ class Episode:
         if own in self.engines:
             return self.engines[own].tokenizer
         return self.reference_tokenizer(node)
+
+    @property
+    def last_writer(self) -> str | None:
+        """The agent that generated last (None before any did)."""
+        return self.trace.last_writer
 
     @property
     def think_close(self) -> str:

@@ -27,6 +27,8 @@ def episode_digest(loaded: Loaded) -> str:
 
 @dataclass(frozen=True)
 class EpisodeSpec:
+    """One episode to run: problem, sample, sweep point, seed and stage."""
+
     id: str
     problem: MathProblem
     sample: int
@@ -41,6 +43,7 @@ class EpisodeSpec:
 
     @property
     def scenario(self) -> Scenario:
+        """The scenario the episode runs (its stage's solo scenario for stage episodes)."""
         return self.solo or self.point.scenario
 
 

@@ -4,30 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from collab.engines import build_engine
-from collab.events import EpisodeEnd, JudgeValue, JudgeVerdict
+from collab.events import AnyEvent, EpisodeEnd, Event, JudgeValue, JudgeVerdict
 from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
 from collab.judge.values import Probe
 from collab.log.store import (
-    EVENTS,
     MANIFEST,
     SCENARIO,
     SUMMARY,
     EpisodeRecord,
-    RunStore,
-    StoreError,
+    open_run,
 )
 from collab.report.summary import summarize
 from collab.report.verdicts import summarize_verdicts
 from collab.scenario import load
 from collab.scenario.judging import AttributionSettings, JudgeSettings
-from collab.sim.runner import writer_probes
+from collab.sim.driver import writer_probes
 from collab.trace import Span, Trace
 
 JUDGE_SUMMARY = "judge.json"
@@ -43,10 +40,9 @@ def trace_of(record: EpisodeRecord, system: str | None = None) -> Trace:
     return trace
 
 
-def _rewrite(store: RunStore, judged: dict[str, Judgement]) -> None:
+def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterator[Event]:
     """The log with old judge events dropped, episode ends regraded, new judge events after each end."""
-    lines: list[bytes] = []
-    for event in store.events():
+    for event in events:
         if isinstance(event, (JudgeValue, JudgeVerdict)):
             continue
         judgement = judged.get(getattr(event, "episode_id", ""))
@@ -54,11 +50,10 @@ def _rewrite(store: RunStore, judged: dict[str, Judgement]) -> None:
             grade = judgement.grade
             event.answer, event.correct = grade.answer, grade.correct
             event.judge_reason = grade.reason if grade.status != "ok" else None
-            lines.append(store.scrubber.line(event))
-            lines += [store.scrubber.line(e) for e in judgement.events]
-            continue
-        lines.append(store.scrubber.line(event))
-    store.replace(EVENTS, b"".join(lines))
+            yield event
+            yield from judgement.events
+        else:
+            yield event
 
 
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
@@ -80,9 +75,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
         fields["samples"] = samples
     attribution = AttributionSettings.model_validate(fields)
     probes = probes or {}
-    store = RunStore(Path(run_dir))
-    if not store.events_path.exists():
-        raise StoreError(f"no event log at {store.events_path}")
+    store = open_run(run_dir)
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
 
@@ -103,7 +96,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
         async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
             results = await asyncio.gather(*(one(r) for r in records.values()))
         judged = dict(zip(records, results, strict=True))
-        _rewrite(store, judged)
+        store.rewrite(regraded(store.events(), judged))
         episodes = store.episodes()
         store.write_json(SUMMARY, summarize(episodes))
         verdicts = summarize_verdicts(episodes.values())
@@ -117,8 +110,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
 async def rejudge(run: Path, *, method: Literal["answers", "rollouts"] | None = None,
                   samples: int | None = None) -> dict[str, Any]:
     """Re-judge a finished run; rollouts open the run's engines (the answers method needs none)."""
-    if not (run / MANIFEST).exists():
-        raise StoreError(f"{run} is not a run folder (no {MANIFEST})")
+    open_run(run, needs=(MANIFEST,))
     scenario = load(run / SCENARIO).scenario
     method = method or ("rollouts" if scenario.judge.attribution.method == "rollouts" else "answers")
     engines = {}

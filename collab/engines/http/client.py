@@ -63,6 +63,8 @@ class RequestFailed(EngineError):
 
 @dataclass
 class ServerStats:
+    """Counters of one server: requests, failures, times marked down."""
+
     requests: int = 0
     """Attempts sent to this server (warm-ups and retries included)."""
     failures: int = 0
@@ -104,6 +106,7 @@ class EngineStats:
         return self.prompt_tokens - self.cached_tokens + self.warmup_prefill_tokens
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as plain data for the run's summary."""
         out = asdict(self)
         out["errors"] = dict(self.errors)
         out["prefilled_tokens"] = self.prefilled_tokens
@@ -112,6 +115,8 @@ class EngineStats:
 
 @dataclass(eq=False)
 class Server:
+    """One server behind an engine, with its counters and health."""
+
     url: str
     stats: ServerStats
     failures: int = 0
@@ -127,11 +132,13 @@ def pool_size(max_connections: int) -> int:
 
 
 def normalize_url(url: str) -> str:
+    """A server URL without its trailing slash."""
     url = url.strip().rstrip("/")
     return url if "://" in url else f"http://{url}"
 
 
 def loads(body: bytes | str) -> Any:
+    """JSON from a response body; a :class:`RequestFailed` for garbage."""
     try:
         return json.loads(body)
     except ValueError as e:
@@ -153,6 +160,7 @@ def error_message(body: bytes) -> str:
 
 
 def status_error(status: int, body: bytes, headers: Any) -> RequestFailed:
+    """The error of an HTTP status, retryable or not, with the server's ``Retry-After``."""
     message = f"HTTP {status}: {error_message(body) or 'no message'}"
     if status == 429:
         return RequestFailed(message, kind="http_429", retry_after=_seconds(headers.get("Retry-After")))
@@ -164,6 +172,7 @@ def status_error(status: int, body: bytes, headers: Any) -> RequestFailed:
 
 
 def transport_error(exc: BaseException, timeout_s: float) -> RequestFailed:
+    """The error of a failed connection or read."""
     if isinstance(exc, TimeoutError):
         return RequestFailed(f"no answer within {timeout_s:g}s", kind="timeout")
     if isinstance(exc, aiohttp.ClientPayloadError):

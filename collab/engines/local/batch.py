@@ -20,6 +20,8 @@ def _left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class Batch:
+    """Sequences decoded together: one padded KV cache and each row's padding."""
+
     def __init__(self) -> None:
         self.cache: DynamicCache | None = None
         self.pads: list[int] = []
@@ -39,7 +41,7 @@ class Batch:
             ours = tuple(_left_pad(t, new - length) for t in ours)
             self.pads = [pad + new - length for pad in self.pads]
             length = new
-        merged = tuple(torch.cat([a, _left_pad(b, length - new)], dim=0) for a, b in zip(ours, theirs))
+        merged = tuple(torch.cat([a, _left_pad(b, length - new)], dim=0) for a, b in zip(ours, theirs, strict=False))
         set_cache_kv(self.cache, merged)
         self.pads.append(length - new)
 

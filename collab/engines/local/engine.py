@@ -36,7 +36,7 @@ def load_model(path: str, gguf: str | None, device: Any, dtype: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     extra = {"gguf_file": gguf} if gguf else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **extra)
     return model.to(device=device, dtype=dtype).eval()
 """Sequences decoded together at most (more wait for a row to free up)."""
 

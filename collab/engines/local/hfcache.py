@@ -18,10 +18,7 @@ KV = tuple[torch.Tensor, ...]
 
 
 class Forward:
-    """Runs a causal LM on new tokens against a cache; returns the last position's logits.
-
-    ``tokens`` counts every position computed, for the engine's accounting.
-    """
+    """Runs a causal LM on new tokens against a cache; returns the last position's logits."""
 
     def __init__(self, model: Any) -> None:
         params = inspect.signature(model.forward).parameters
@@ -29,13 +26,11 @@ class Forward:
         self.device = next(model.parameters()).device
         self.cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        self.tokens = 0
 
     def __call__(self, ids: list[list[int]], cache: DynamicCache, attention_mask: torch.Tensor | None = None,
                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """``ids``: one equally long row per sequence; returns logits ``[rows, vocab]``."""
         x = torch.tensor(ids, device=self.device)
-        self.tokens += x.numel()
         out = self.model(input_ids=x, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                          **{self.cache_kw: cache}, **self.extra)
         return out.logits[:, -1]
@@ -56,12 +51,14 @@ def new_cache(kv: KV | None = None, config: Any = None) -> DynamicCache:
 
 def cache_kv(cache: DynamicCache) -> KV:
     """The cache's tensors as a flat ``(k0, v0, k1, v1, ...)`` tuple (views, not copies)."""
-    return tuple(t for layer in cache.layers for t in (layer.keys, layer.values))
+    layers: list[Any] = list(cache.layers)  # the dynamic layers of a plain model's cache
+    return tuple(t for layer in layers for t in (layer.keys, layer.values))
 
 
 def set_cache_kv(cache: DynamicCache, kv: KV) -> None:
     """Replace the cache's tensors (no copy) with a flat tuple shaped like :func:`cache_kv`'s."""
-    for index, layer in enumerate(cache.layers):
+    layers: list[Any] = list(cache.layers)
+    for index, layer in enumerate(layers):
         layer.keys, layer.values = kv[2 * index], kv[2 * index + 1]
 
 

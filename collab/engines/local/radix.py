@@ -104,6 +104,7 @@ class RadixCache:
         return Match(pos, kv, node)
 
     def release(self, match: Match) -> None:
+        """Unpin the nodes a match holds."""
         if match.node is not None:
             self._lock(match.node, -1)
             match.node = None
@@ -212,5 +213,6 @@ class RadixCache:
         return sum(storages.values())
 
     def clear(self) -> None:
+        """Drop every cached prefix."""
         self.root.children.clear()
         self.bytes = self.tokens = 0

@@ -11,6 +11,7 @@ finished row leaves the batch and its prompt + output K/V go into the tree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Job:
     cancelled: bool = False
 
     def resolve(self, result: Completion | BaseException) -> None:
+        """Settle the job's future from the worker thread."""
         def settle() -> None:
             if self.future.done():
                 return
@@ -94,10 +96,8 @@ class Job:
             else:
                 self.future.set_result(result)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is waiting
             self.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the event loop is gone: nobody is waiting
-            pass
 
 
 @dataclass
@@ -158,6 +158,7 @@ class Scheduler:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
+        """Queue a job for the worker."""
         self._queue.put(job)
 
     def stop(self) -> None:
@@ -257,7 +258,7 @@ class Scheduler:
                 if row.job.cancelled or row.advance(logits[i], self.tokenizer)]
         if not done:
             return
-        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None)):
+        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None), strict=False):
             self._finish(self._rows[i], kv)
         self._rows = [row for i, row in enumerate(self._rows) if i not in done]
 
