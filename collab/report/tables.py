@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -75,13 +76,13 @@ class RunData:
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval of a proportion."""
+    """95% Wilson score interval of a proportion; it always holds the proportion itself."""
     if total == 0:
         return None
     p = correct / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(centre - half, 0.0), min(centre + half, 1.0)
+    return min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)
 
 
 def _pct(part: float, whole: float) -> str:
@@ -100,9 +101,18 @@ def _ci(correct: int, total: int) -> str:
 
 def _points(run: RunData) -> dict[str, list[EpisodeRecord]]:
     points: dict[str, list[EpisodeRecord]] = defaultdict(list)
-    for record in sorted(run.ok, key=lambda r: json.dumps(r.start.point, sort_keys=True, default=str)):
+    for record in sorted(run.ok, key=lambda r: point_order(r.start.point)):
         points[point_label(record.start.point)].append(record)
     return points
+
+
+def point_order(point: dict[str, Any]) -> list[tuple[str, int, float, str]]:
+    """A sort key for sweep points: numbers by value (16 before 128), anything else by its text."""
+    def one(value: Any) -> tuple[int, float, str]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return 0, float(value), ""
+        return 1, 0.0, json.dumps(value, sort_keys=True, default=str)
+    return [(key, *one(value)) for key, value in sorted(point.items())]
 
 
 def handoffs(run: RunData) -> tuple[list[str], Counter, Counter, Counter, Counter]:
@@ -294,9 +304,25 @@ def combine(names: list[str], per_run: list[list[Section]]) -> list[Section]:
 
 
 def short_names(paths: list[Path]) -> list[str]:
-    """Run folder names without their ``-YYYYMMDD-HHMMSS-xxxxxx`` stamp, unless that makes two alike."""
-    bases = [_STAMP.sub("", p.name) or p.name for p in paths]
-    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths)]
+    """Run labels: the scenario's name and the models its engines ran (the folder name without its
+    ``-YYYYMMDD-HHMMSS-xxxxxx`` stamp when the run has no scenario.yaml), plus the stamp's id where
+    that makes two alike."""
+    bases = [run_title(p) or _STAMP.sub("", p.name) or p.name for p in paths]
+    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths, strict=True)]
+
+
+def run_title(path: Path) -> str | None:
+    """``scenario · model, model`` from a run's resolved scenario.yaml (None when it has none)."""
+    try:
+        scenario = yaml.safe_load((path / "scenario.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(scenario, dict) or not scenario.get("name"):
+        return None
+    engines = scenario.get("engines") or {}
+    models = dict.fromkeys(str(e.get("model") or e.get("kind") or name).rstrip("/").rsplit("/", 1)[-1]
+                           for name, e in engines.items() if isinstance(e, dict))
+    return f"{scenario['name']} · {', '.join(models)}" if models else str(scenario["name"])
 
 
 # ---------------------------------------------------------------- output
