@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")
-    judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
-    judge.add_argument("--samples", type=int, help="rollouts per span boundary")
+    judge.add_argument("--method", choices=["probe", "answers", "rollouts"], help="default: the scenario's judge block")
+    judge.add_argument("--samples", type=int, help="probes or rollouts per span boundary")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")

@@ -85,6 +85,9 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
             "episode_mean": round(sum(r.end.wall_s for r in every_ok) / len(every_ok), 3) if every_ok else None,
         },
     }
+    cost = judge_cost(every_ok)
+    if cost:
+        summary["judge"] = cost
     stages = _stages([r for r in finished if r.start.stage is not None])
     if stages:
         summary["stages"] = stages
@@ -92,6 +95,21 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     if tables:
         summary["twin_tests"] = tables
     return summary
+
+
+def judge_cost(records: list[EpisodeRecord]) -> dict[str, Any]:
+    """What the judge's values cost, per method: boundaries valued, model requests, prompt and generated
+    tokens (the answers method makes no requests)."""
+    methods: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        for value in record.values:
+            if (value.detail or {}).get("outcome"):
+                continue
+            stats = methods[value.method]
+            stats["boundaries"] += 1
+            for key in ("requests", "prompt_tokens", "tokens"):
+                stats[key] += int((value.detail or {}).get(key, 0))
+    return {method: dict(stats) for method, stats in sorted(methods.items())}
 
 
 def _stages(records: list[EpisodeRecord]) -> dict[str, Any]:
