@@ -91,7 +91,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
     console.print(
         (f"{staged} stage episodes; " if staged else "")
-        + f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
+        + f"{summary['ok']} episodes ok, {summary['failed']} failed, "
+        + (f"{summary['skipped']} skipped, " if summary.get("skipped") else "") + "accuracy "
         f"{'-' if accuracy is None else f'{accuracy:.1%}'}", markup=False, highlight=False,
     )
     if staged and not summary["episodes"]:

@@ -94,7 +94,8 @@ class SeedEvent(SpanEvent):
 class EpisodeEnd(Event):
     type: Literal["episode.end"] = "episode.end"
     episode_id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
+    """skipped: the episode's condition cannot be built for its problem (e.g. an empty cut); ``error`` says why."""
     error: str | None = None
     answer: str | None = None
     correct: bool | None = None

@@ -16,8 +16,12 @@ from collab.engines.base import Tokenizer
 SpanKind = Literal["generated", "injected", "seeded"]
 Align = Literal["sentence", "paragraph", "token"]
 
-_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n")
+_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n[ \t]*\n")
+"""Punctuation before whitespace, or a blank line; a single line break is not a sentence end."""
 _PARAGRAPH_END = re.compile(r"\n\s*\n")
+_DISPLAY_MATH = re.compile(r"\\\[.*?(?:\\\]|$)|\$\$.*?(?:\$\$|$)|\\begin\{(\w+\*?)\}.*?(?:\\end\{\1\}|$)",
+                           re.DOTALL)
+"""Display math (``\\[ ... \\]``, ``$$ ... $$``, environments), to the end of the text when never closed."""
 
 
 @dataclass
@@ -93,10 +97,12 @@ def boundary_before(text: str, position: int, align: Align) -> int:
     if align == "token" or position >= len(text):
         return min(position, len(text))
     pattern = _SENTENCE_END if align == "sentence" else _PARAGRAPH_END
+    math = [(m.start(), m.end()) for m in _DISPLAY_MATH.finditer(text)]
     best = 0
     for match in pattern.finditer(text, 0, position + 1):
-        if match.end() <= position:
-            best = match.end()
+        end = match.end()
+        if end <= position and not any(start < end < stop for start, stop in math):
+            best = end
     return best
 
 
@@ -130,5 +136,6 @@ def token_prefix(ids: list[int], tokenizer: Tokenizer, end: int) -> tuple[str, l
 
 
 def ends_sentence(text: str) -> bool:
-    """Whether ``text`` ends at a sentence boundary (punctuation then whitespace, or a newline)."""
-    return bool(text) and boundary_before(text + " ", len(text), "sentence") == len(text)
+    """Whether a turn ending with ``text`` may hand off there: at a sentence end, or at a line end
+    (a handoff may follow a line break; a cut never stops at a single one)."""
+    return bool(text) and (text.endswith("\n") or boundary_before(text + " ", len(text), "sentence") == len(text))

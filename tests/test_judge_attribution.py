@@ -149,7 +149,8 @@ async def test_answers_never_blame_before_a_commitment(checker: AnswerChecker) -
     for author, text in [("a", "We need 19 minus 3.\n"), ("b", "So x = 19 − 3 = 18.\n"),
                          ("a", "</think>\n\nThe answer is $\\boxed{18}$.")]:
         trace.append(Span(author, "generated", text))
-    judgement = await judge_episode("ep", trace, "16", checker=checker, attribution=AttributionSettings(method="answers"))
+    judgement = await judge_episode("ep", trace, "16", checker=checker,
+                                    attribution=AttributionSettings(method="answers"))
     assert [e.verdict for e in judgement.events if isinstance(e, JudgeVerdict)] == ["unjudged"] * 3
 
 

@@ -168,7 +168,7 @@ class RunStore:
     def finished(self, *, include_failed: bool = True) -> dict[str, EpisodeRecord]:
         return {
             k: r for k, r in self.episodes().items()
-            if r.end is not None and (include_failed or r.end.status == "ok")
+            if r.end is not None and (include_failed or r.end.status != "failed")
         }
 
     def compact(self, keep: set[str]) -> None:

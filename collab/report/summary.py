@@ -60,7 +60,9 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     summary = {
         "episodes": len(ended),
         "ok": len(ok),
-        "failed": len(ended) - len(ok),
+        "failed": sum(1 for r in ended if r.end.status == "failed"),
+        "skipped": sum(1 for r in ended if r.end.status == "skipped"),
+        "skip_reasons": dict(Counter((r.end.error or "")[:160] for r in ended if r.end.status == "skipped")),
         "unjudged": len(ok) - len(judged),
         "accuracy": _share(correct, len(judged)),
         "correct": correct,

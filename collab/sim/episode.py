@@ -53,6 +53,11 @@ class EpisodeFailed(Exception):
     """An episode could not finish (an engine gave up after its retries, a missing pool entry...)."""
 
 
+class EpisodeSkipped(Exception):
+    """An episode whose condition does not exist for its problem (a cut that would be empty): recorded as
+    skipped with the reason, never run as another condition."""
+
+
 @dataclass
 class TurnOutcome:
     span: Span | None
@@ -298,6 +303,9 @@ class Episode:
         chosen = found[(stable_int(self.scenario.seed, problem.id, node, author) + self.spec.sample) % len(found)]
         tokenizer = self._owner_tokenizer(author, node)
         text, ids = seed_prefix(chosen, seed, tokenizer)
+        if not text and seed.fraction > 0:
+            raise EpisodeSkipped(f"the {seed.fraction:.0%} cut of {author}'s trajectory of problem {problem.id} "
+                                 f"is empty (no {seed.align} boundary before it)")
         if not text:
             return TurnOutcome(None, "seed")
         index = len(self.trace.spans)
@@ -390,6 +398,9 @@ class Episode:
         if chosen is None:
             raise EpisodeFailed(f"pool {inject.from_pool} has nothing to inject into problem {problem_id}")
         text, _ = cut(chosen.thinking, inject.fraction, self._owner_tokenizer(chosen.agent, node), inject.align)
+        if not text and inject.fraction > 0:
+            raise EpisodeSkipped(f"the {inject.fraction:.0%} cut of the injected trajectory (problem "
+                                 f"{chosen.problem_id}) is empty (no {inject.align} boundary before it)")
         return text, {
             "source": "pool", "pool": inject.from_pool, "source_problem_id": chosen.problem_id,
             "source_agent": chosen.agent, "source_answer": chosen.answer, "fraction": inject.fraction,

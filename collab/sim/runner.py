@@ -29,7 +29,7 @@ from collab.scenario.graph import engines_in_use
 from collab.scenario.judging import AttributionSettings
 from collab.scenario.loader import load_source
 from collab.scenario.schema import Scenario
-from collab.sim.episode import Episode, EpisodeFailed
+from collab.sim.episode import Episode, EpisodeFailed, EpisodeSkipped
 from collab.sim.plan import EpisodeSpec, episode_digest
 from collab.sim.stages import Schedule
 
@@ -225,6 +225,9 @@ class Runner:
             reason = await episode.run()
         except EpisodeFailed as error:
             self.emit(episode.end_event("failed", "error", started, error=str(error)))
+            return
+        except EpisodeSkipped as error:
+            self.emit(episode.end_event("skipped", "skipped", started, error=str(error)))
             return
         except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
             raise
