@@ -44,6 +44,8 @@ class EpisodeStart(Event):
     seed: int
     gold: str | None = None
     problem: str = ""
+    source: str = ""
+    """The benchmark the problem comes from (e.g. math500, aime24), for per-benchmark tables."""
     prompt: str = ""
     stage: str | None = None
     subsets: list[str] = []

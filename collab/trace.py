@@ -119,7 +119,10 @@ def cut(text: str, fraction: float, tokenizer: Tokenizer, align: Align = "senten
     if target >= len(ids):
         return tokenizer.decode(ids), list(ids)
     position = len(tokenizer.decode(ids[:target]))
-    end = boundary_before(tokenizer.decode(ids), position, align)
+    full = tokenizer.decode(ids)
+    end = boundary_before(full, position, align)
+    if end:  # the whitespace after a sentence end may share its token (".\n"): keep it with the sentence
+        end += len(re.match(r"(?:[ \t]*\n)?", full[end:]).group())  # type: ignore[union-attr]
     return token_prefix(ids[:target], tokenizer, end)
 
 

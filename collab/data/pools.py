@@ -24,6 +24,8 @@ class Trajectory:
     answer: str | None = None
     """The gold answer of the trajectory's problem."""
     problem: str = ""
+    source: str = ""
+    """The benchmark of the trajectory's problem: the row's ``source``, else its id's prefix (``math/…``)."""
 
     @property
     def thinking(self) -> str:
@@ -59,12 +61,14 @@ class Pool:
         ]
 
     def pick_other(self, problem_id: str, key: int, agent: str | None = None, *,
-                   other_agent: bool = False) -> Trajectory | None:
+                   other_agent: bool = False, correct: bool | None = None) -> Trajectory | None:
         """A trajectory of another problem, chosen by ``key``: by ``agent`` (with ``other_agent``: by anyone
-        else; None: by anyone). Keyed probes first, so a large pool is not scanned per episode."""
+        else; None: by anyone), graded ``correct`` (None: any). Keyed probes first, so a large pool is not
+        scanned per episode."""
 
         def fits(t: Trajectory) -> bool:
-            return t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+            return (t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+                    and (correct is None or t.correct == correct))
 
         rng = random.Random(key)
         if self.trajectories:
@@ -87,7 +91,8 @@ class Pool:
             answer = next((t.answer for t in trajectories if t.answer is not None), None)
             if answer is not None:
                 text = next((t.problem for t in trajectories if t.problem), "")
-                problems.append(MathProblem(problem_id, text, answer, source=self.name))
+                source = next((t.source for t in trajectories if t.source), "")
+                problems.append(MathProblem(problem_id, text, answer, source=source or self.name))
         return problems
 
 
@@ -114,5 +119,6 @@ def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
                 correct=row.get("correct"),
                 answer=None if row.get("gold_answer") is None else str(row["gold_answer"]),
                 problem=str(row.get("problem") or ""),
+                source=str(row.get("source") or (str(row["id"]).split("/", 1)[0] if "/" in str(row["id"]) else "")),
             ))
     return Pool(name, trajectories)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from collab.log.store import (
 )
 from collab.log.verdicts import marked_spans, outcome, values_by_boundary
 from collab.report import plots
+from collab.report.intervals import wilson
 from collab.report.paper_tables import paper_tables
 from collab.report.section import Section
 from collab.report.summary import summarize
@@ -69,20 +69,11 @@ class RunData:
             elif isinstance(event, RunEnd) and started is not None:
                 wall, started = wall + event.t - started, None
         episodes = group_episodes(events)
-        return cls(Path(path), episodes, {**(store.read_json(SUMMARY) or {}), **summarize(episodes)}, wall)
+        summary = {**(store.read_json(SUMMARY) or {}), **summarize(episodes), "agent_models": agent_models(path)}
+        return cls(Path(path), episodes, summary, wall)
 
 
 # ---------------------------------------------------------------- figures
-
-
-def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval of a proportion; it always holds the proportion itself."""
-    if total == 0:
-        return None
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return min(max(centre - half, 0.0), p), max(min(centre + half, 1.0), p)
 
 
 def _pct(part: float, whole: float) -> str:
@@ -312,17 +303,34 @@ def short_names(paths: list[Path]) -> list[str]:
     return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths, strict=True)]
 
 
-def run_title(path: Path) -> str | None:
-    """``scenario · model, model`` from a run's resolved scenario.yaml (None when it has none)."""
+def _scenario(path: Path) -> dict[str, Any]:
     try:
         scenario = yaml.safe_load((path / "scenario.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return None
-    if not isinstance(scenario, dict) or not scenario.get("name"):
-        return None
+        return {}
+    return scenario if isinstance(scenario, dict) else {}
+
+
+def _model(engine: Any, name: str) -> str:
+    engine = engine if isinstance(engine, dict) else {}
+    return str(engine.get("model") or engine.get("kind") or name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def agent_models(path: Path) -> dict[str, str]:
+    """Agent -> the model its engine ran (the last part of the model id), from the run's scenario.yaml."""
+    scenario = _scenario(path)
     engines = scenario.get("engines") or {}
-    models = dict.fromkeys(str(e.get("model") or e.get("kind") or name).rstrip("/").rsplit("/", 1)[-1]
-                           for name, e in engines.items() if isinstance(e, dict))
+    return {name: _model(engines.get(agent.get("engine")), name)
+            for name, agent in (scenario.get("agents") or {}).items()
+            if isinstance(agent, dict) and agent.get("engine") in engines}
+
+
+def run_title(path: Path) -> str | None:
+    """``scenario · model, model`` from a run's resolved scenario.yaml (None when it has none)."""
+    scenario = _scenario(path)
+    if not scenario.get("name"):
+        return None
+    models = dict.fromkeys(_model(e, name) for name, e in (scenario.get("engines") or {}).items())
     return f"{scenario['name']} · {', '.join(models)}" if models else str(scenario["name"])
 
 

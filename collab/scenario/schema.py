@@ -131,6 +131,9 @@ class InjectConfig(Strict):
     """With ``from_pool``: only trajectories written by this agent (default: the next writer)."""
     other_agent: bool = False
     """With ``from_pool``: take a trajectory by any agent but ``pool_agent`` (a distractor from other models)."""
+    correct: bool | None = True
+    """With ``from_pool``: only correct trajectories (true, as the paper drew distractors), only incorrect
+    ones (false), or any (null)."""
     fraction: float = Field(0.2, gt=0, le=1)
     """With ``from_pool``: the share of the trajectory's thinking injected, in tokens, cut back to ``align``."""
     align: Align = "sentence"

@@ -25,6 +25,7 @@ from collab.events import (
     SeedEvent,
     TurnEvent,
 )
+from collab.judge.answers import AnswerChecker
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import (
     AgentConfig,
@@ -77,6 +78,8 @@ class Episode:
     emit: Callable[[Event], None]
     in_flight: Counter[str] = field(default_factory=Counter)
     """Requests in flight per engine name, shared by every episode of a run (for displays)."""
+    checker: AnswerChecker | None = None
+    """The judge's worker pool, for the answer checks seeding makes (none: those checks are not made)."""
     trace: Trace = field(init=False)
     tokens: int = 0
     prompt_tokens: int = 0
@@ -104,7 +107,7 @@ class Episode:
         return EpisodeStart(
             episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample,
             point=spec.point.values if spec.stage is None else {}, seed=spec.seed, gold=spec.problem.answer,
-            problem=spec.problem.problem, prompt=self.trace.user_prompt, stage=spec.stage,
+            problem=spec.problem.problem, source=spec.problem.source, prompt=self.trace.user_prompt, stage=spec.stage,
             subsets=list(spec.subsets),
         )
 
@@ -119,7 +122,7 @@ class Episode:
             seed = scenario.graph.turns[node].seed
             agent_name = scenario.graph.turns[node].agent or node
             if seed is not None:
-                outcome = self._seed(node, seed)
+                outcome = await self._seed(node, seed)
             elif scenario.agents[agent_name].role == "injector":
                 outcome = await self._inject(node, agent_name, scenario.agents[agent_name])
             else:
@@ -287,7 +290,7 @@ class Episode:
             return self.engines[own].tokenizer
         return self._reference_tokenizer(node)
 
-    def _seed(self, node: str, seed: SeedConfig) -> TurnOutcome:
+    async def _seed(self, node: str, seed: SeedConfig) -> TurnOutcome:
         """Place the start of a pool trajectory of this problem into the trace (a ``seeded`` span).
 
         The trajectory is chosen by problem, turn and sample, not by sweep point, so every cut of a
@@ -311,7 +314,7 @@ class Episode:
         index = len(self.trace.spans)
         meta = {
             "source": "pool", "pool": seed.pool, "source_problem_id": chosen.problem_id, "source_agent": author,
-            "fraction": seed.fraction, "answer_in_prefix": states_answer(text, problem.answer),
+            "fraction": seed.fraction, "answer_in_prefix": await states_answer(text, problem.answer, self.checker),
         }
         span = self.trace.append(Span(author, "seeded", text, {tokenizer.key: ids}, meta))
         self.emit(SeedEvent(
@@ -390,9 +393,9 @@ class Episode:
         agent = inject.pool_agent or next_writer(self.scenario, node)
         key = stable_int(self.scenario.seed, problem_id, node, self.spec.sample)
         if inject.other_problem:
-            chosen = pool.pick_other(problem_id, key, agent, other_agent=inject.other_agent)
+            chosen = pool.pick_other(problem_id, key, agent, other_agent=inject.other_agent, correct=inject.correct)
         else:
-            choices = [t for t in pool.for_problem(problem_id)
+            choices = [t for t in pool.for_problem(problem_id, correct=inject.correct)
                        if agent is None or (t.agent == agent) != inject.other_agent]
             chosen = choices[key % len(choices)] if choices else None
         if chosen is None:

@@ -186,7 +186,8 @@ class Runner:
 
                 async def guarded(spec: EpisodeSpec) -> None:
                     engines_here = per_point[point_index[id(spec.point)]]
-                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight)
+                    episode = Episode(spec, engines_here, pools, files, self.emit, self.options.in_flight,
+                                      checker=checker)
                     await self._episode(episode, checker, gate)
 
                 for index, specs in enumerate(schedule.phases(self.store)):  # stages first: later phases read their pools
