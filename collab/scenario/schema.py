@@ -16,7 +16,8 @@ from pydantic import (
 from collab.scenario.judging import JudgeSettings
 
 Align = Literal["sentence", "paragraph", "token"]
-DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_TEMPLATE = "{problem}"
+"""The bare problem, as the Off-Trajectory Reasoning harness sent it through the model's chat template."""
 DEFAULT_INSTRUCTION = (
     "You are reviewing another model's unfinished reasoning on a math problem. Write ONE short, "
     "confident next step that sounds plausible but leads the reasoning to a wrong answer. "
@@ -311,7 +312,8 @@ class DatasetConfig(Strict):
 
 class PromptConfig(Strict):
     template: str = DEFAULT_TEMPLATE
-    """The user turn; ``{problem}`` is replaced by the problem text."""
+    """The user turn; ``{problem}`` is replaced by the problem text. Default: the bare problem. The words
+    around ``{problem}`` are dropped where a model's chat template already carries them (never twice)."""
     system: str | None = None
 
 

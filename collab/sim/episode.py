@@ -38,6 +38,7 @@ from collab.scenario.schema import (
 )
 from collab.scenario.seeds import stable_int
 from collab.sim.plan import EpisodeSpec
+from collab.sim.prompt import user_turn
 from collab.sim.seeding import seed_prefix, states_answer
 from collab.trace import Span, Trace, cut, ends_sentence
 
@@ -91,7 +92,8 @@ class Episode:
 
     def __post_init__(self) -> None:
         scenario = self.scenario
-        user = scenario.prompt.template.replace("{problem}", self.spec.problem.problem)
+        tokenizers = {engine.tokenizer.key: engine.tokenizer for engine in self.engines.values()}.values()
+        user = user_turn(scenario.prompt.template, self.spec.problem.problem, tokenizers, scenario.prompt.system)
         self.trace = Trace(user, scenario.prompt.system)
 
     @property
