@@ -85,10 +85,11 @@ def twin_tests(records: Iterable[EpisodeRecord]) -> dict[str, Any] | None:
     varying = [k for k in keys if any(str(r.start.point.get(k)) != writer(r) for r in records)]
     tables = []
     sources = sorted({r.start.source for r in records if r.start.source})
+    by: list[str | None] = [*varying] or [None]
     for subset in _subsets(records):
         members = [r for r in records if subset == ALL or subset in r.start.subsets]
-        tables += [table(subset, key, members) for key in varying or [None]]
+        tables += [table(subset, key, members) for key in by]
         for source in sources if len(sources) > 1 else []:
             mine = [r for r in members if r.start.source == source]
-            tables += [{**table(subset, key, mine), "source": source} for key in varying or [None]]
+            tables += [{**table(subset, key, mine), "source": source} for key in by]
     return {"problems": len({r.start.problem_id for r in records}), "tables": tables}

@@ -54,15 +54,19 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
             agents[name]["episodes"] += 1
             agents[name]["correct"] += 1 if record.end.correct else 0
 
+    statuses: dict[str, list[str | None]] = defaultdict(list)
+    for record in ended:
+        if record.end is not None:
+            statuses[record.end.status].append(record.end.error)
     prompt = sum(r.end.prompt_tokens for r in every_ok)
     cached = sum(r.end.cached_tokens for r in every_ok)
     ideal = sum(r.end.ideal_cached_tokens for r in every_ok)
     summary = {
         "episodes": len(ended),
         "ok": len(ok),
-        "failed": sum(1 for r in ended if r.end.status == "failed"),
-        "skipped": sum(1 for r in ended if r.end.status == "skipped"),
-        "skip_reasons": dict(Counter((r.end.error or "")[:160] for r in ended if r.end.status == "skipped")),
+        "failed": len(statuses["failed"]),
+        "skipped": len(statuses["skipped"]),
+        "skip_reasons": dict(Counter((reason or "")[:160] for reason in statuses["skipped"])),
         "unjudged": len(ok) - len(judged),
         "accuracy": _share(correct, len(judged)),
         "correct": correct,
