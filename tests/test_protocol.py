@@ -73,3 +73,15 @@ def test_any_distractor_on_request_and_the_answer_in_prefix_by_the_graders_rule(
     assert seeds and all(s.meta["answer_in_prefix"] is True for s in seeds)  # "x is \boxed{7}" is stated
     records = run(tmp_path / "half", "graph.turns.own.seed.fraction=0.5")  # cut before the box: not stated
     assert all(s.meta["answer_in_prefix"] is False for r in records.values() for s in r.spans if s.kind == "seeded")
+
+
+def test_summary_counts_what_the_judge_cost(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    assert main(["simulate", str(root / "scenarios" / "relay.yaml"), "--dry-run", "--out", str(tmp_path),
+                 "--quiet", "--limit", "1"]) == 0
+    (path,) = list(tmp_path.iterdir())
+    cost = json.loads((path / "summary.json").read_text())["judge"]
+    assert list(cost) == ["probe"]  # the shipped relay judges with the probe method
+    values = [v for r in RunStore(path).episodes().values() for v in r.values if not v.detail.get("outcome")]
+    assert cost["probe"]["boundaries"] == cost["probe"]["requests"] == len(values) > 0  # greedy: one request each
+    assert cost["probe"]["tokens"] > 0 and cost["probe"]["prompt_tokens"] > cost["probe"]["tokens"]

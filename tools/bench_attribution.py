@@ -1,10 +1,10 @@
 """What attribution costs: the probe method against rollouts, on the same episodes of one run.
 
 Simulates ``scenarios/relay.yaml`` once on a real model with no attribution, then judges that run's
-episodes twice, with ``probe`` and with ``rollouts`` (``collab judge``'s code path, on a fresh engine
-each time), and prints per method: span boundaries valued, model requests, prompt and generated
-tokens, wall clock, and the rollouts ÷ probe ratios; plus how often both methods name the same
-derailers and rescuers.
+episodes twice, with ``probe`` and with ``rollouts`` (``collab judge``'s code path, each on freshly
+loaded engines with an empty prefix cache; the clock starts once they are loaded), and prints per
+method: span boundaries valued, model requests, prompt and generated tokens, wall clock, and the
+rollouts ÷ probe ratios; plus how often both methods name the same derailers and rescuers.
 
 Usage: python tools/bench_attribution.py [--model PATH.gguf] [--limit 2] [--samples 2]
            [--max-tokens 128] [--rollout-tokens 64] [--threads N]
@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 
 from collab.cli import main as collab
+from collab.engines import build_engine
 from collab.log.store import RunStore
-from collab.sim.rejudge import rejudge
+from collab.scenario import load
+from collab.sim.rejudge import judge_run
+from collab.sim.runner import writer_probes
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = Path(os.environ.get("COLLAB_TEST_MODEL", ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
@@ -43,6 +46,20 @@ def simulate(out: Path, args: argparse.Namespace) -> Path:
         raise SystemExit(f"simulation failed with status {status}")
     (run,) = out.iterdir()
     return run
+
+
+async def judge(run: Path, method: str, samples: int) -> float:
+    """Judge ``run`` with ``method`` on freshly loaded engines; the seconds it took once they were loaded."""
+    scenario = load(run / "scenario.yaml").scenario
+    engines = {name: build_engine(name, config) for name, config in scenario.engines.items()}
+    await asyncio.gather(*(engine.open() for engine in engines.values()))
+    try:
+        started = time.perf_counter()
+        await judge_run(run, settings=scenario.judge, method=method, samples=samples,  # type: ignore[arg-type]
+                        probes=writer_probes(scenario, engines), system=scenario.prompt.system)
+        return time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(engine.aclose() for engine in engines.values()))
 
 
 def marks(run: Path) -> dict[tuple[str, int], str]:
@@ -70,9 +87,7 @@ def main() -> None:
         run = simulate(Path(folder), args)
         rows, verdicts = {}, {}
         for method in METHODS:
-            started = time.perf_counter()
-            asyncio.run(rejudge(run, method=method, samples=args.samples))
-            wall = time.perf_counter() - started
+            wall = asyncio.run(judge(run, method, args.samples))
             cost = json.loads((run / "summary.json").read_text())["judge"][method]
             rows[method] = {**cost, "wall_s": wall}
             verdicts[method] = marks(run)
