@@ -114,7 +114,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
     console.print(
         (f"{staged} stage episodes; " if staged else "")
-        + f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
+        + f"{summary['ok']} episodes ok, {summary['failed']} failed, "
+        + (f"{summary['skipped']} skipped, " if summary.get("skipped") else "") + "accuracy "
         f"{'-' if accuracy is None else f'{accuracy:.1%}'}", markup=False, highlight=False,
     )
     if staged and not summary["episodes"]:
@@ -232,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")
-    judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
-    judge.add_argument("--samples", type=positive, help="rollouts per span boundary")
+    judge.add_argument("--method", choices=["probe", "answers", "rollouts"], help="default: the scenario's judge block")
+    judge.add_argument("--samples", type=positive, help="probes or rollouts per span boundary")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")

@@ -56,6 +56,8 @@ class EpisodeStart(Event):
     seed: int
     gold: str | None = None
     problem: str = ""
+    source: str = ""
+    """The benchmark the problem comes from (e.g. math500, aime24), for per-benchmark tables."""
     prompt: str = ""
     stage: str | None = None
     subsets: list[str] = []
@@ -114,7 +116,8 @@ class EpisodeEnd(Event):
 
     type: Literal["episode.end"] = "episode.end"
     episode_id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
+    """skipped: the episode's condition cannot be built for its problem (e.g. an empty cut); ``error`` says why."""
     error: str | None = None
     answer: str | None = None
     correct: bool | None = None

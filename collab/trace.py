@@ -16,8 +16,12 @@ from collab.engines.base import THINK_CLOSE, Tokenizer
 SpanKind = Literal["generated", "injected", "seeded"]
 Align = Literal["sentence", "paragraph", "token"]
 
-_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n")
+_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n[ \t]*\n")
+"""Punctuation before whitespace, or a blank line; a single line break is not a sentence end."""
 _PARAGRAPH_END = re.compile(r"\n\s*\n")
+_DISPLAY_MATH = re.compile(r"\\\[.*?(?:\\\]|$)|\$\$.*?(?:\$\$|$)|\\begin\{(\w+\*?)\}.*?(?:\\end\{\1\}|$)",
+                           re.DOTALL)
+"""Display math (``\\[ ... \\]``, ``$$ ... $$``, environments), to the end of the text when never closed."""
 
 
 @dataclass
@@ -97,10 +101,12 @@ def boundary_before(text: str, position: int, align: Align) -> int:
     if align == "token" or position >= len(text):
         return min(position, len(text))
     pattern = _SENTENCE_END if align == "sentence" else _PARAGRAPH_END
+    math = [(m.start(), m.end()) for m in _DISPLAY_MATH.finditer(text)]
     best = 0
     for match in pattern.finditer(text, 0, position + 1):
-        if match.end() <= position:
-            best = match.end()
+        end = match.end()
+        if end <= position and not any(start < end < stop for start, stop in math):
+            best = end
     return best
 
 
@@ -117,7 +123,10 @@ def cut(text: str, fraction: float, tokenizer: Tokenizer, align: Align = "senten
     if target >= len(ids):
         return tokenizer.decode(ids), list(ids)
     position = len(tokenizer.decode(ids[:target]))
-    end = boundary_before(tokenizer.decode(ids), position, align)
+    full = tokenizer.decode(ids)
+    end = boundary_before(full, position, align)
+    if end:  # the whitespace after a sentence end may share its token (".\n"): keep it with the sentence
+        end += len(re.match(r"(?:[ \t]*\n)?", full[end:]).group())  # type: ignore[union-attr]
     return token_prefix(ids[:target], tokenizer, end)
 
 
@@ -134,5 +143,6 @@ def token_prefix(ids: list[int], tokenizer: Tokenizer, end: int) -> tuple[str, l
 
 
 def ends_sentence(text: str) -> bool:
-    """Whether ``text`` ends at a sentence boundary (punctuation then whitespace, or a newline)."""
-    return bool(text) and boundary_before(text + " ", len(text), "sentence") == len(text)
+    """Whether a turn ending with ``text`` may hand off there: at a sentence end, or at a line end
+    (a handoff may follow a line break; a cut never stops at a single one)."""
+    return bool(text) and (text.endswith("\n") or boundary_before(text + " ", len(text), "sentence") == len(text))

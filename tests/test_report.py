@@ -89,7 +89,7 @@ def test_compare_puts_runs_side_by_side(dry_run: Path, judged: Path, tmp_path: P
     assert "Handoffs: row → column · interjector" in text and "Handoffs: row → column · judged" in text
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert f"# Report: {dry_run.name} vs judged" in markdown
-    assert "| metric | interjector | judged |" in markdown
+    assert "| metric | interjector · scripted | judged |" in markdown  # scenario · model
     for name in ("accuracy", "handoffs", "values"):
         png(tmp_path / "plots" / f"{name}.png")
 

@@ -25,6 +25,8 @@ class Trajectory:
     answer: str | None = None
     """The gold answer of the trajectory's problem."""
     problem: str = ""
+    source: str = ""
+    """The benchmark of the trajectory's problem: the row's ``source``, else its id's prefix (``math/…``)."""
 
     @property
     def thinking(self) -> str:
@@ -63,12 +65,14 @@ class Pool:
         ]
 
     def pick_other(self, problem_id: str, key: int, agent: str | None = None, *,
-                   other_agent: bool = False) -> Trajectory | None:
+                   other_agent: bool = False, correct: bool | None = None) -> Trajectory | None:
         """A trajectory of another problem, chosen by ``key``: by ``agent`` (with ``other_agent``: by anyone
-        else; None: by anyone). Keyed probes first, so a large pool is not scanned per episode."""
+        else; None: by anyone), graded ``correct`` (None: any). Keyed probes first, so a large pool is not
+        scanned per episode."""
 
         def fits(t: Trajectory) -> bool:
-            return t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+            return (t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+                    and (correct is None or t.correct == correct))
 
         rng = random.Random(key)
         if self.trajectories:
@@ -91,7 +95,8 @@ class Pool:
             answer = next((t.answer for t in trajectories if t.answer is not None), None)
             if answer is not None:
                 text = next((t.problem for t in trajectories if t.problem), "")
-                problems.append(MathProblem(problem_id, text, answer, source=self.name))
+                source = next((t.source for t in trajectories if t.source), "")
+                problems.append(MathProblem(problem_id, text, answer, source=source or self.name))
         return problems
 
 
@@ -111,12 +116,14 @@ def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
     for path, agent in files:
         for line, row in read_rows(path):
             require(row, ["id", "response"], path, line)
+            problem_id = text_field(row, "id", path, line, numbers=True) or ""
             trajectories.append(Trajectory(
-                problem_id=text_field(row, "id", path, line, numbers=True) or "",
+                problem_id=problem_id,
                 agent=agent or text_field(row, "model", path, line) or path.stem,
                 text=text_field(row, "response", path, line) or "",
                 correct=bool_field(row, "correct", path, line),
                 answer=text_field(row, "gold_answer", path, line, numbers=True),
                 problem=text_field(row, "problem", path, line) or "",
+                source=text_field(row, "source", path, line) or problem_id.partition("/")[0] * ("/" in problem_id),
             ))
     return Pool(name, trajectories)

@@ -278,7 +278,7 @@ class RunStore:
         """Ended episodes (only the ok ones unless ``include_failed``)."""
         return {
             k: r for k, r in self.episodes().items()
-            if r.end is not None and (include_failed or r.end.status == "ok")
+            if r.end is not None and (include_failed or r.end.status != "failed")
         }
 
     def compact(self, keep: set[str]) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from collab.report.section import Section
 
@@ -55,6 +58,39 @@ def combine(names: list[str], per_run: list[list[Section]]) -> list[Section]:
 
 
 def short_names(paths: list[Path]) -> list[str]:
-    """Run folder names without their ``-YYYYMMDD-HHMMSS-xxxxxx`` stamp, unless that makes two alike."""
-    bases = [_STAMP.sub("", p.name) or p.name for p in paths]
-    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths, strict=False)]
+    """Run labels: the scenario's name and the models its engines ran (the folder name without its
+    ``-YYYYMMDD-HHMMSS-xxxxxx`` stamp when the run has no scenario.yaml), plus the stamp's id where
+    that makes two alike."""
+    bases = [run_title(p) or _STAMP.sub("", p.name) or p.name for p in paths]
+    return [base if bases.count(base) == 1 else f"{base}-{p.name[-6:]}" for base, p in zip(bases, paths, strict=True)]
+
+
+def _scenario(path: Path) -> dict[str, Any]:
+    try:
+        scenario = yaml.safe_load((path / "scenario.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return scenario if isinstance(scenario, dict) else {}
+
+
+def _model(engine: Any, name: str) -> str:
+    engine = engine if isinstance(engine, dict) else {}
+    return str(engine.get("model") or engine.get("kind") or name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def agent_models(path: Path) -> dict[str, str]:
+    """Agent -> the model its engine ran (the last part of the model id), from the run's scenario.yaml."""
+    scenario = _scenario(path)
+    engines = scenario.get("engines") or {}
+    return {name: _model(engines.get(agent.get("engine")), name)
+            for name, agent in (scenario.get("agents") or {}).items()
+            if isinstance(agent, dict) and agent.get("engine") in engines}
+
+
+def run_title(path: Path) -> str | None:
+    """``scenario · model, model`` from a run's resolved scenario.yaml (None when it has none)."""
+    scenario = _scenario(path)
+    if not scenario.get("name"):
+        return None
+    models = dict.fromkeys(_model(e, name) for name, e in (scenario.get("engines") or {}).items())
+    return f"{scenario['name']} · {', '.join(models)}" if models else str(scenario["name"])

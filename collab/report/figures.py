@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
+from typing import Any
 
 from collab.log.store import EpisodeRecord
 from collab.log.verdicts import marked_spans
+from collab.report.intervals import wilson
 from collab.report.rundata import RunData
 from collab.scenario.sweep import point_label
-
-
-def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval of a proportion."""
-    if total == 0:
-        return None
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def pct(part: float, whole: float) -> str:
@@ -42,7 +33,7 @@ def ci(correct: int, total: int) -> str:
 def by_point(run: RunData) -> dict[str, list[EpisodeRecord]]:
     """The run's counted episodes per sweep point label."""
     points: dict[str, list[EpisodeRecord]] = defaultdict(list)
-    for record in sorted(run.ok, key=lambda r: json.dumps(r.start.point, sort_keys=True, default=str)):
+    for record in sorted(run.ok, key=lambda r: point_order(r.start.point)):
         points[point_label(record.start.point)].append(record)
     return points
 
@@ -66,3 +57,12 @@ def handoffs(run: RunData) -> tuple[list[str], Counter, Counter, Counter, Counte
             derails[pair] += verdict is not None and verdict.verdict == "derailed"
             rescues[pair] += verdict is not None and verdict.verdict == "rescued"
     return list(agents), count, correct, derails, rescues
+
+
+def point_order(point: dict[str, Any]) -> list[tuple[str, int, float, str]]:
+    """A sort key for sweep points: numbers by value (16 before 128), anything else by its text."""
+    def one(value: Any) -> tuple[int, float, str]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return 0, float(value), ""
+        return 1, 0.0, json.dumps(value, sort_keys=True, default=str)
+    return [(key, *one(value)) for key, value in sorted(point.items())]

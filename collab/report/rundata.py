@@ -8,6 +8,7 @@ from typing import Any
 
 from collab.events import RunEnd, RunStart
 from collab.log.store import SUMMARY, EpisodeRecord, StoreError, group_episodes, open_run
+from collab.report.combine import agent_models
 from collab.report.summary import summarize
 
 
@@ -48,4 +49,4 @@ class RunData:
         saved = store.read_json(SUMMARY) or {}
         if not isinstance(saved, dict):
             raise StoreError(f"{store.path / SUMMARY} is corrupt (not a JSON object)")
-        return cls(Path(path), episodes, {**saved, **summarize(episodes)}, wall)
+        return cls(Path(path), episodes, {**saved, **summarize(episodes), "agent_models": agent_models(path)}, wall)

@@ -20,7 +20,8 @@ def overview(run: RunData) -> Section:
     tokens = s["tokens"]
     correct, total = accuracy(run.ok)
     rows = [
-        ["episodes", f"{s['episodes']} ({s['ok']} ok, {s['failed']} failed, {s['unjudged']} unjudged)"],
+        ["episodes", f"{s['episodes']} ({s['ok']} ok, {s['failed']} failed, {s.get('skipped', 0)} skipped, "
+                     f"{s['unjudged']} unjudged)"],
         ["accuracy", f"{pct(correct, total)} of {total}"],
         ["95% interval", ci(correct, total)],
         ["trace tokens", str(tokens["trace"])],

@@ -55,6 +55,10 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
             agents[name]["episodes"] += 1
             agents[name]["correct"] += 1 if record.final.correct else 0
 
+    statuses: dict[str, list[str | None]] = defaultdict(list)
+    for record in ended:
+        if record.end is not None:
+            statuses[record.end.status].append(record.end.error)
     prompt = sum(r.final.prompt_tokens for r in every_ok)
     cached = sum(r.final.cached_tokens for r in every_ok)
     ideal = sum(r.final.ideal_cached_tokens for r in every_ok)
@@ -62,7 +66,9 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     summary = {
         "episodes": len(ended),
         "ok": len(ok),
-        "failed": len(ended) - len(ok),
+        "failed": len(statuses["failed"]),
+        "skipped": len(statuses["skipped"]),
+        "skip_reasons": dict(Counter((reason or "")[:160] for reason in statuses["skipped"])),
         "unjudged": len(ok) - len(judged),
         "accuracy": _share(correct, len(judged)),
         "correct": correct,
@@ -89,6 +95,9 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
             "episode_mean": round(sum(r.final.wall_s for r in every_ok) / len(every_ok), 3) if every_ok else None,
         },
     }
+    cost = judge_cost(every_ok)
+    if cost:
+        summary["judge"] = cost
     stages = _stages([r for r in finished if r.start.stage is not None])
     if stages:
         summary["stages"] = stages
@@ -96,6 +105,21 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     if tables:
         summary["twin_tests"] = tables
     return summary
+
+
+def judge_cost(records: list[EpisodeRecord]) -> dict[str, Any]:
+    """What the judge's values cost, per method: boundaries valued, model requests, prompt and generated
+    tokens (the answers method makes no requests)."""
+    methods: dict[str, Counter] = defaultdict(Counter)
+    for record in records:
+        for value in record.values:
+            if (value.detail or {}).get("outcome"):
+                continue
+            stats = methods[value.method]
+            stats["boundaries"] += 1
+            for key in ("requests", "prompt_tokens", "tokens"):
+                stats[key] += int((value.detail or {}).get(key, 0))
+    return {method: dict(stats) for method, stats in sorted(methods.items())}
 
 
 def _stages(records: list[EpisodeRecord]) -> dict[str, Any]:

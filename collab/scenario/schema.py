@@ -16,7 +16,8 @@ from pydantic import (
 from collab.scenario.judging import JudgeSettings
 
 Align = Literal["sentence", "paragraph", "token"]
-DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_TEMPLATE = "{problem}"
+"""The bare problem, as the Off-Trajectory Reasoning harness sent it through the model's chat template."""
 DEFAULT_INSTRUCTION = (
     "You are reviewing another model's unfinished reasoning on a math problem. Write ONE short, "
     "confident next step that sounds plausible but leads the reasoning to a wrong answer. "
@@ -137,6 +138,9 @@ class InjectConfig(Strict):
     """With ``from_pool``: only trajectories written by this agent (default: the next writer)."""
     other_agent: bool = False
     """With ``from_pool``: take a trajectory by any agent but ``pool_agent`` (a distractor from other models)."""
+    correct: bool | None = True
+    """With ``from_pool``: only correct trajectories (true, as the paper drew distractors), only incorrect
+    ones (false), or any (null)."""
     fraction: float = Field(0.2, gt=0, le=1)
     """With ``from_pool``: the share of the trajectory's thinking injected, in tokens, cut back to ``align``."""
     align: Align = "sentence"
@@ -326,7 +330,8 @@ class PromptConfig(Strict):
     """The prompt template and system prompt."""
 
     template: str = DEFAULT_TEMPLATE
-    """The user turn; ``{problem}`` is replaced by the problem text."""
+    """The user turn; ``{problem}`` is replaced by the problem text. Default: the bare problem. The words
+    around ``{problem}`` are dropped where a model's chat template already carries them (never twice)."""
     system: str | None = None
 
 

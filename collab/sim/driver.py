@@ -21,7 +21,7 @@ from collab.scenario.judging import AttributionSettings
 from collab.scenario.schema import Scenario
 from collab.sim.episode import Episode
 from collab.sim.plan import EpisodeSpec, episode_digest
-from collab.sim.requests import EpisodeFailed, RequestWatcher
+from collab.sim.requests import EpisodeFailed, EpisodeSkipped, RequestWatcher
 from collab.sim.stages import Schedule
 
 Observer = Callable[[Event], None]
@@ -107,7 +107,7 @@ class Runner:
 
                 async def guarded(spec: EpisodeSpec) -> None:
                     engines_here = per_point[point_index[id(spec.point)]]
-                    episode = Episode(spec, engines_here, pools, files, self.emit, self.watch)
+                    episode = Episode(spec, engines_here, pools, files, self.emit, self.watch, checker=checker)
                     await self._episode(episode, checker, gate)
 
                 # stages first: later phases read their pools
@@ -142,6 +142,9 @@ class Runner:
             reason = await episode.run()
         except EpisodeFailed as error:
             self.emit(episode.end_event("failed", "error", started, error=str(error)))
+            return
+        except EpisodeSkipped as error:
+            self.emit(episode.end_event("skipped", "skipped", started, error=str(error)))
             return
         except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
             raise

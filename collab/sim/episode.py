@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from collab.data.pools import Pool
 from collab.engines.base import THINK_CLOSE, Completion, Engine, GenerateRequest, Tokenizer
 from collab.events import EpisodeEnd, EpisodeStart, Event
+from collab.judge.answers import AnswerChecker
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import AgentConfig, EdgeConfig, Scenario, TextCondition
 from collab.scenario.seeds import stable_int
 from collab.sim.plan import EpisodeSpec
+from collab.sim.prompt import user_turn
 from collab.sim.requests import CacheLedger, RequestWatcher, send
 from collab.sim.turns import TurnOutcome, turn_at
 from collab.trace import Trace
@@ -34,6 +36,8 @@ class Episode:
     emit: Callable[[Event], None]
     watch: RequestWatcher | None = None
     """Told when a request leaves for an engine and when it is back (for live displays)."""
+    checker: AnswerChecker | None = None
+    """The judge's worker pool, for the answer checks seeding makes (none: those checks are not made)."""
     trace: Trace = field(init=False)
     tokens: int = 0
     """Tokens written and injected so far (seeded context does not count)."""
@@ -41,7 +45,8 @@ class Episode:
 
     def __post_init__(self) -> None:
         scenario = self.scenario
-        user = scenario.prompt.template.replace("{problem}", self.spec.problem.problem)
+        tokenizers = {engine.tokenizer.key: engine.tokenizer for engine in self.engines.values()}.values()
+        user = user_turn(scenario.prompt.template, self.spec.problem.problem, tokenizers, scenario.prompt.system)
         self.trace = Trace(user, scenario.prompt.system)
 
     @property
@@ -60,7 +65,7 @@ class Episode:
         return EpisodeStart(
             episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample,
             point=spec.point.values if spec.stage is None else {}, seed=spec.seed, gold=spec.problem.answer,
-            problem=spec.problem.problem, prompt=self.trace.user_prompt, stage=spec.stage,
+            problem=spec.problem.problem, source=spec.problem.source, prompt=self.trace.user_prompt, stage=spec.stage,
             subsets=list(spec.subsets),
         )
 

@@ -57,13 +57,13 @@ def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterat
 
 
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
-                    method: Literal["answers", "rollouts"] | None = None, samples: int | None = None,
+                    method: Literal["probe", "answers", "rollouts"] | None = None, samples: int | None = None,
                     probes: Mapping[str, Probe] | None = None, system: str | None = None,
                     concurrency: int = 32) -> dict[str, Any]:
     """Re-judge every finished episode of a run that is not running; returns the judge summary.
 
     ``settings``: the scenario's ``judge:`` block (default: defaults with the answers method);
-    ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for rollouts (and to
+    ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for probe and rollouts (and to
     know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts.
     The event log is rewritten (old judge events replaced, episode ends regraded), and
     ``summary.json`` and ``judge.json`` are written.
@@ -107,15 +107,16 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     return summary
 
 
-async def rejudge(run: Path, *, method: Literal["answers", "rollouts"] | None = None,
+async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] | None = None,
                   samples: int | None = None) -> dict[str, Any]:
-    """Re-judge a finished run; rollouts open the run's engines (the answers method needs none)."""
+    """Re-judge a finished run; probe and rollouts open the run's engines (the answers method needs none)."""
     open_run(run, needs=(MANIFEST,))
     scenario = load(run / SCENARIO).scenario
-    method = method or ("rollouts" if scenario.judge.attribution.method == "rollouts" else "answers")
+    configured = scenario.judge.attribution.method
+    method = method or (configured if configured in ("probe", "rollouts") else "answers")
     engines = {}
     async with contextlib.AsyncExitStack() as stack:
-        if method == "rollouts":
+        if method in ("probe", "rollouts"):
             engines = {name: build_engine(name, config) for name, config in scenario.engines.items()}
             for engine in engines.values():
                 await stack.enter_async_context(engine)

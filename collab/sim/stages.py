@@ -164,5 +164,6 @@ def episode_trajectories(records: Iterable[EpisodeRecord], stage: str | None) ->
         trajectories.append(Trajectory(
             problem_id=record.start.problem_id, agent=writer, text="".join(s.text for s in record.spans),
             correct=record.end.correct, answer=record.start.gold, problem=record.start.problem,
+            source=record.start.source,
         ))
     return trajectories
