@@ -74,7 +74,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated)
+    options.notify = display.notice
     folder: list[Path] = [options.resume] if options.resume else []
 
     def remember(event: Event) -> None:

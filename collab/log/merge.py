@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -17,6 +18,9 @@ from collab.log.store import (
     StoreError,
 )
 from collab.report.summary import summarize
+
+RUN_SUFFIX = re.compile(r"(-shard\d+of\d+)?-\d{8}-\d{6}-[0-9a-f]{6}$")
+"""What ``collab simulate`` appends to the scenario's name: the shard, the time and a random id."""
 
 
 def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
@@ -35,7 +39,7 @@ def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
             held = chosen.get(episode_id)
             if held is None or (held[1].end.status == "failed" and record.end.status == "ok"):
                 chosen[episode_id] = (store, record)
-    base_name = name or stores[0].path.name.split("-shard")[0].rsplit("-", 2)[0]
+    base_name = name or RUN_SUFFIX.sub("", stores[0].path.name)
     target = RunStore.create(out, base_name + "-merged", time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6])
     shutil.copyfile(stores[0].path / SCENARIO, target.path / SCENARIO)
     manifest = {**manifests[0], "shard": None, "merged_from": [str(p) for p in runs]}

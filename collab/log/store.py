@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,11 @@ class RunStore:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def discard(self) -> None:
+        """Remove the run folder (a run that never started an episode leaves nothing behind)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def events(self) -> Iterator[AnyEvent]:
         return read_events(self.events_path)

@@ -42,6 +42,8 @@ class LocalEngineConfig(Strict):
     thinking: bool | None = None
     cache: bool = True
     cache_budget_mb: float = Field(512, gt=0)
+    threads: int | None = Field(None, ge=1)
+    """CPU threads (default: the idle cores; OMP_NUM_THREADS also sets it)."""
 
 
 class HTTPEngineConfig(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import platform
 import sys
@@ -17,8 +18,9 @@ from typing import Any
 import yaml
 
 from collab import __version__
+from collab.data.errors import DataError
 from collab.engines import Engine, build_engine
-from collab.engines.base import EngineStartError
+from collab.engines.base import EngineStartError, generated_tokens
 from collab.events import Event, PhaseStart, RunEnd, RunStart
 from collab.judge import AnswerChecker, Probe, judge_episode
 from collab.log.store import SCENARIO, SUMMARY, RunStore, StoreError
@@ -53,6 +55,10 @@ class RunOptions:
     retry_failed: bool = False
     watch: RequestWatcher | None = None
     """Told when each request leaves for an engine and when it is back (for progress displays)."""
+    generated: dict[str, Callable[[], int | None]] = field(default_factory=dict)
+    """Per engine, its count of generated tokens so far, running requests included (for progress displays)."""
+    notify: Callable[[str], None] | None = None
+    """Told, as one line each, what the run is doing before its first episode (loading models)."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -65,6 +71,8 @@ def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
         extra.append(f"dataset.limit={options.limit}")
     if options.samples is not None:
         extra.append(f"samples={options.samples}")
+    if options.concurrency is not None:
+        extra.append(f"concurrency={options.concurrency}")
     engines = (load_source(path).data or {}).get("engines") or {}
     for name, config in engines.items():
         if options.dry_run:
@@ -116,6 +124,24 @@ async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine) -> dict[
         raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
 
 
+GAUGES = ("max_batch", "cache_tokens", "cache_bytes", "peak_cache_bytes")
+"""Engine statistics that are levels, not counts: a resumed run keeps the larger."""
+
+
+def add_counters(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """An engine's statistics over a run and its resumptions: counts add up, nested tables too."""
+    total = dict(earlier)
+    for key, value in now.items():
+        before = total.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            total[key] = add_counters(before, value)
+        elif isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
+            total[key] = max(before, value) if key in GAUGES else before + value
+        else:
+            total[key] = value
+    return total
+
+
 def writer_probes(scenario: Scenario, engines: dict[str, Engine]) -> dict[str, Probe]:
     """The scenario's writers as judge probes (the rollouts method continues traces with them)."""
     return {
@@ -154,6 +180,7 @@ class Runner:
         self.observers = observers or []
         self.scenario = loaded.scenario
         self.concurrency = options.concurrency or self.scenario.concurrency
+        self.resumed = False
 
     def emit(self, event: Event) -> None:
         self.store.emit(event)
@@ -161,6 +188,7 @@ class Runner:
             observer(event)
 
     async def run(self, schedule: Schedule, resumed: bool) -> dict[str, Any]:
+        self.resumed = resumed
         per_point, engines = build_engines(self.loaded)
         pools = schedule.pools
         files = read_inject_files(self.scenario, self.base)
@@ -170,10 +198,11 @@ class Runner:
         """What the engines counted, taken just before they close."""
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
+        self.options.generated.update({e.name: functools.partial(generated_tokens, e) for e in engines.values()})
         try:
             async with contextlib.AsyncExitStack() as stack:
                 manifest = self.store.read_json("manifest.json") or {}
-                manifest["engines"] = {e.name: await open_engine(stack, e) for e in engines.values()}
+                manifest["engines"] = await self._open(stack, list(engines.values()))
                 self.store.write_json("manifest.json", manifest)
                 stack.callback(lambda: counters.update({e.name: e.counters() for e in engines.values()}))
                 settings = self.scenario.judge
@@ -199,6 +228,17 @@ class Runner:
             summary = self._finish(status, counters)
         return summary
 
+    async def _open(self, stack: contextlib.AsyncExitStack, engines: list[Engine]) -> dict[str, Any]:
+        """Open the engines for as long as ``stack`` lasts, saying so in one line before and one after."""
+        notify = self.options.notify or (lambda text: None)
+        started = time.perf_counter()
+        notify(f"starting engine{'s' * (len(engines) != 1)} {', '.join(e.name for e in engines)} "
+               "(loading models; a hub model is downloaded on first use)")
+        described = {engine.name: await open_engine(stack, engine) for engine in engines}
+        notes = "; ".join(f"{name}: {info['note']}" for name, info in described.items() if info.get("note"))
+        notify(f"engines ready in {time.perf_counter() - started:.1f} s" + (f" ({notes})" if notes else ""))
+        return described
+
     def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
         try:
@@ -206,8 +246,10 @@ class Runner:
         except StoreError:
             pass
         self.store.close()
+        earlier = (self.store.read_json(SUMMARY) or {}).get("engines", {}) if self.resumed else {}
         summary = summarize(self.store.episodes())
-        summary["engines"] = {name: stats for name, stats in engines.items() if stats}
+        summary["engines"] = {name: add_counters(earlier.get(name, {}), stats)
+                              for name, stats in engines.items() if stats or earlier.get(name)}
         try:
             self.store.write_json(SUMMARY, summary)
         except StoreError:
@@ -281,8 +323,13 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
             "shard": list(options.shard) if options.shard else None,
         })
         keep = set()
-    schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
-                        sharded=options.shard is not None)
-    runner = Runner(loaded, store, base, options, observers)
-    summary = await runner.run(schedule, resumed=options.resume is not None)
+    try:
+        schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
+                            sharded=options.shard is not None)
+        runner = Runner(loaded, store, base, options, observers)
+        summary = await runner.run(schedule, resumed=options.resume is not None)
+    except (EngineStartError, DataError):
+        if options.resume is None:
+            store.discard()  # no episode ran: no run folder to resume
+        raise
     return RunResult(store.path, summary)
