@@ -39,6 +39,8 @@ class EpisodeStart(Event):
     type: Literal["episode.start"] = "episode.start"
     episode_id: str
     problem_id: str
+    source: str = ""
+    """The problem's benchmark (its dataset row's ``source``)."""
     sample: int
     point: dict[str, Any] = {}
     seed: int

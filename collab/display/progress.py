@@ -229,7 +229,7 @@ class ProgressDisplay:
         line = self.line(now)
         if line != self._logged_line:  # an idle run does not repeat itself
             self._logged_line = line
-            self.console.print(line, markup=False, highlight=False)
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def line(self, now: float | None = None) -> str:
         now = time.perf_counter() if now is None else now

@@ -19,6 +19,7 @@ from collab.events import (
     JudgeValue,
     JudgeVerdict,
     SpanEvent,
+    TurnEvent,
     parse_event,
 )
 
@@ -52,6 +53,11 @@ class EpisodeRecord:
     @property
     def id(self) -> str:
         return self.start.episode_id
+
+    @property
+    def turns(self) -> list[TurnEvent]:
+        """The spans models wrote, in trace order."""
+        return [span for span in self.spans if isinstance(span, TurnEvent)]
 
     @property
     def last_writer(self) -> str | None:
