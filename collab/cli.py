@@ -106,10 +106,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    from rich.progress import Progress
+
+    from collab.display.judgement import judgement_view
     from collab.sim.rejudge import rejudge
 
-    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
-    console.print_json(data=summary)
+    with Progress(console=errors, transient=True) as bar:
+        task = bar.add_task("judging episodes", total=None)
+        summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, replace=args.replace,
+                                      progress=lambda done, total: bar.update(task, completed=done, total=total)))
+    if args.json:
+        console.print_json(data=summary)
+    else:
+        console.print(judgement_view(summary), soft_wrap=True)
     return 0
 
 
@@ -197,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("run")
     judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
     judge.add_argument("--samples", type=int, help="rollouts per span boundary")
+    judge.add_argument("--replace", action="store_true",
+                       help="make this the run's judgement (default: keep the earlier one, write this one beside it)")
+    judge.add_argument("--json", action="store_true", help="print the judge summary as JSON")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")
