@@ -34,7 +34,7 @@ async def simulate_async(path: str | Path | None = None, *, progress: bool = Tru
     options = run_options(overrides)
     display = ProgressDisplay(in_flight=options.in_flight, generated=options.generated)
     observers = [display] if progress else []
-    options.notify = display.notice if progress else None
+    options.notify, options.warn = (display.notice, display.warn) if progress else (None, None)
     with display if progress else contextlib.nullcontext():
         result = await run_scenario(Path(path) if path is not None else None, options, observers)
     return load_run(result.path)

@@ -75,7 +75,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
     display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated)
-    options.notify = display.notice
+    options.notify, options.warn = display.notice, display.warn
     folder: list[Path] = [options.resume] if options.resume else []
 
     def remember(event: Event) -> None:

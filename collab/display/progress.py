@@ -220,6 +220,10 @@ class ProgressDisplay:
         if self._live is None:
             self.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
+    def warn(self, text: str) -> None:
+        """A line that stays above the display."""
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True, style="yellow")
+
     def _tick(self) -> None:
         while not self._stop.wait(LOG_EVERY_S):
             if self.stats.started:

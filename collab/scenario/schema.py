@@ -315,6 +315,13 @@ class PromptConfig(Strict):
     """The user turn; ``{problem}`` is replaced by the problem text."""
     system: str | None = None
 
+    @field_validator("template")
+    @classmethod
+    def _has_problem(cls, template: str) -> str:
+        if "{problem}" not in template:
+            raise ValueError("the template must contain {problem} (where the problem text goes)")
+        return template
+
 
 class PoolFile(Strict):
     """One trajectory file credited to one agent."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.scenario.errors import ScenarioError
+from collab.scenario.files import check_files, check_sweep_path
 from collab.scenario.graph import check
 from collab.scenario.loader import (
     Source,
@@ -44,11 +45,20 @@ def _sweep_path(data: dict[str, Any], key: str) -> str:
     return key
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> Loaded:
-    """Parse, override, validate and check a scenario and every point of its sweep."""
+def load(path: str | Path, overrides: list[str] | None = None, *, base: Path | None = None,
+         files: bool = True) -> Loaded:
+    """Parse, override, validate and check a scenario and every point of its sweep.
+
+    ``files``: check that the files it names exist, relative to ``base`` (default: its folder); a run
+    folder's copy of a scenario is loaded without (its files were read when it ran).
+    """
     source = with_overrides(load_source(path), overrides or [])
     scenario = validate(source.data, source)
     problems = check(scenario, source)
+    if files:
+        problems += check_files(scenario, source, base or Path(path).resolve().parent)
+    sweep_paths = (check_sweep_path(source.data, key, _sweep_path(source.data, key), source) for key in scenario.sweep)
+    problems += [problem for problem in sweep_paths if problem is not None]
     if problems:
         raise ScenarioError(problems)
     points: list[Point] = []

@@ -137,7 +137,7 @@ async def rejudge(run: Path, *, method: Literal["answers", "rollouts"] | None = 
     """Re-judge a finished run; rollouts open the run's engines (the answers method needs none)."""
     if not (run / MANIFEST).exists():
         raise StoreError(f"{run} is not a run folder (no {MANIFEST})")
-    scenario = load(run / SCENARIO).scenario
+    scenario = load(run / SCENARIO, files=False).scenario
     method = method or ("rollouts" if scenario.judge.attribution.method == "rollouts" else "answers")
     engines = {}
     async with contextlib.AsyncExitStack() as stack:

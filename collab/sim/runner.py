@@ -28,8 +28,8 @@ from collab.report.summary import summarize
 from collab.scenario import Loaded, load
 from collab.scenario.graph import engines_in_use
 from collab.scenario.judging import AttributionSettings
-from collab.scenario.loader import load_source
-from collab.scenario.schema import Scenario
+from collab.scenario.loader import load_source, with_overrides
+from collab.scenario.schema import Scenario, ScriptedEngineConfig
 from collab.sim.episode import Episode
 from collab.sim.plan import EpisodeSpec, episode_digest
 from collab.sim.requests import EpisodeFailed, RequestWatcher
@@ -59,6 +59,8 @@ class RunOptions:
     """Per engine, its count of generated tokens so far, running requests included (for progress displays)."""
     notify: Callable[[str], None] | None = None
     """Told, as one line each, what the run is doing before its first episode (loading models)."""
+    warn: Callable[[str], None] | None = None
+    """Told, as one line each, what the user should know about how the run was set up."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
@@ -73,12 +75,19 @@ def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
         extra.append(f"samples={options.samples}")
     if options.concurrency is not None:
         extra.append(f"concurrency={options.concurrency}")
-    engines = (load_source(path).data or {}).get("engines") or {}
+    engines = with_overrides(load_source(path), options.overrides).data.get("engines") or {}
+    local = {name: config.get("model") for name, config in engines.items()
+             if isinstance(config, dict) and config.get("kind") == "local"}
     for name, config in engines.items():
-        if options.dry_run:
-            extra.append(f"engines.{name}={{kind: scripted}}")
-        elif options.model and isinstance(config, dict) and config.get("kind") == "local":
+        if options.dry_run:  # scripted settings given with --set (latency_s, script) are kept
+            kept = {k: v for k, v in config.items() if k in ScriptedEngineConfig.model_fields} if isinstance(
+                config, dict) else {}
+            extra.append(f"engines.{name}={json.dumps({**kept, 'kind': 'scripted'})}")
+        elif options.model and name in local:
             extra.append(f"engines.{name}.model={json.dumps(options.model)}")
+    if options.model and not options.dry_run and len(set(local.values())) > 1 and options.warn is not None:
+        options.warn(f"note: --model runs {options.model} for every local engine ({', '.join(sorted(local))}), "
+                     "which named different models: their agents now share one model")
     return list(options.overrides) + extra
 
 
@@ -296,7 +305,7 @@ def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
     """The loaded scenario (with overrides) and the folder its relative paths start from."""
     if options.resume is not None:
         manifest = json.loads((options.resume / "manifest.json").read_text(encoding="utf-8"))
-        return load(options.resume / SCENARIO), Path(manifest["base_dir"])
+        return load(options.resume / SCENARIO, files=False), Path(manifest["base_dir"])
     return load(path, shortcut_overrides(path, options)), path.resolve().parent
 
 
