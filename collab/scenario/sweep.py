@@ -55,12 +55,11 @@ def load(path: str | Path, overrides: list[str] | None = None, *, base: Path | N
     source = with_overrides(load_source(path), overrides or [])
     scenario = validate(source.data, source)
     problems = check(scenario, source)
-    if files:
-        problems += check_files(scenario, source, base or Path(path).resolve().parent)
     sweep_paths = (check_sweep_path(source.data, key, _sweep_path(source.data, key), source) for key in scenario.sweep)
     problems += [problem for problem in sweep_paths if problem is not None]
+    missing = check_files(scenario, source, base or Path(path).resolve().parent) if files else []
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(problems + missing)
     points: list[Point] = []
     keys = list(scenario.sweep)
     for combo in itertools.product(*(scenario.sweep[k] for k in keys)):
@@ -83,6 +82,8 @@ def load(path: str | Path, overrides: list[str] | None = None, *, base: Path | N
         if problems:
             raise ScenarioError(problems)
         points.append(Point(values, point))
+    if missing:  # after the scenario's own problems: a file is often missing because of them
+        raise ScenarioError(missing)
     return Loaded(Path(path), source, scenario, points)
 
 
