@@ -285,7 +285,8 @@ def test_show_html_is_self_contained(run: Path, tmp_path: Path) -> None:
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<title>collab · demo · episode ep1</title>" in html
     assert "[bold red]this looks off[/bold red]" in html and "DERAILED" in html
-    assert "<script" not in html and "http" not in html
+    assert "<script src" not in html and "<link" not in html and not re.search(r"(src=|url\()[\"']?https?:", html)
+    assert "renderMathInElement(" in html and html.count("data:font/woff2;base64,") == 20  # KaTeX, fonts and all
     records = RunStore(run).episodes()
     assert episode_html(records["ep2"], RunContext.load(run, list(records.values()))).count("<html>") == 1
 
@@ -329,3 +330,35 @@ def test_real_terminal_with_tmux(run: Path) -> None:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         if socket:
             Path(socket).unlink(missing_ok=True)
+
+
+def test_badges_never_take_an_author_colour() -> None:
+    import math
+
+    from rich.color import Color
+
+    from collab.display.style import AGENT_COLOURS, EXPORT_THEME, VERDICTS
+
+    def rgb(name: str) -> tuple[int, int, int]:
+        colour = Color.parse(name).get_truecolor(EXPORT_THEME)
+        return colour.red, colour.green, colour.blue
+
+    for verdict, drawn in VERDICTS.items():
+        for agent in AGENT_COLOURS:
+            assert math.dist(rgb(drawn.colour), rgb(agent)) > 80, (verdict, agent)
+    agents = [rgb(agent) for agent in AGENT_COLOURS[:6]]
+    assert len(set(agents)) == 6  # the export theme draws the first six authors apart
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (runs the page's KaTeX)")
+def test_the_page_typesets_mathematics(tmp_path: Path) -> None:
+    from collab.display.math import with_math
+
+    page = with_math("<html><head></head><body><pre>so $\\frac{1}{2}$ it is</pre></body></html>")
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    (tmp_path / "katex.js").write_text(scripts[0], encoding="utf-8")
+    code = "const k = require('./katex.js'); process.stdout.write(k.renderToString('\\\\frac{1}{2}'));"
+    done = subprocess.run(["node", "-e", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'class="katex"' in done.stdout and "mfrac" in done.stdout
+    assert "ignoredTags: ['script', 'noscript', 'style', 'textarea']" in page  # <pre> and <code> are typeset too
