@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--episode", metavar="ID", help="episode id (or prefix) to show or start from")
     replay.add_argument("--speed", type=float, default=150.0, metavar="TOK_S",
                         help="tokens per second (default 150; 0 shows each episode whole)")
-    replay.add_argument("--follow", action="store_true", help="attach to a run being written; show episodes as they end")
+    replay.add_argument("--follow", action="store_true",
+                        help="attach to a run being written; play running episodes as their turns are logged")
     replay.add_argument("--static", action="store_true", help="print the episodes once, without animation")
     replay.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="filter, e.g. correct=false, verdict=derailed, agent=b, tokens=32 (repeat to AND)")

@@ -362,3 +362,44 @@ def test_the_page_typesets_mathematics(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert 'class="katex"' in done.stdout and "mfrac" in done.stdout
     assert "ignoredTags: ['script', 'noscript', 'style', 'textarea']" in page  # <pre> and <code> are typeset too
+
+
+def test_follow_plays_running_episodes_as_their_spans_arrive(tmp_path: Path) -> None:
+    from runlog import SPANS
+
+    from collab.events import TurnEvent
+
+    folder = tmp_path / "live"
+    store = start_run(folder, episodes=1)
+    store.emit(EpisodeStart(episode_id="run1", problem_id="p", sample=0, seed=1, gold="4", problem="find x"))
+    agent, _, text = SPANS[0]
+    store.emit(TurnEvent(episode_id="run1", index=0, turn=agent, agent=agent, kind="generated", engine="small",
+                         text=text, tokens=12))
+    store._handle.flush()
+    log = LogTail(folder)
+    log.poll()
+    player = Player(log, RunContext.load(folder, []), [], speed=12, follow=True)
+    assert player.current is not None and player.current.id == "run1" and player.current.end is None
+    player.tick(0.5)  # half of the first span's 12 tokens
+    assert player.cursor.spans == 0 and 0 < player.cursor.chars < len(text)
+    shown = _plain(player.view(None))
+    assert "writing span 1/1" in shown and text[: player.cursor.chars].strip() in shown
+    player.tick(1.0)
+    assert player.waiting and not player.finished and not player.done  # waits for the next turn
+    player.tick(5.0)
+    assert player.cursor.spans == 1 and player.current.id == "run1"
+    agent, _, text = SPANS[1]
+    store.emit(TurnEvent(episode_id="run1", index=1, turn=agent, agent=agent, kind="generated", engine="small",
+                         text=text, tokens=12))
+    store._handle.flush()
+    log.poll()
+    player.refresh()
+    assert not player.waiting
+    player.tick(0.5)
+    assert player.cursor.spans == 1 and player.cursor.chars > 0  # the new span grows token by token
+    store.emit(EpisodeEnd(episode_id="run1", status="ok", answer="4", correct=True))
+    end_run(store)
+    log.poll()
+    player.refresh()
+    player.tick(2.0)
+    assert player.finished and player.current.end is not None
