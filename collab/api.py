@@ -11,7 +11,7 @@ from typing import Any
 
 from collab.display.progress import ProgressDisplay
 from collab.log.run import Run, load_run
-from collab.sim.runner import RunOptions
+from collab.sim.runner import Observer, RunOptions
 from collab.sim.runner import simulate as run_scenario
 
 OPTIONS = ("out", "limit", "samples", "concurrency", "model", "dry_run", "resume", "retry_failed", "shard")
@@ -33,7 +33,7 @@ async def simulate_async(path: str | Path | None = None, *, progress: bool = Tru
     """Run (or with ``resume=RUN`` finish) a scenario; returns the run, read back."""
     options = run_options(overrides)
     display = ProgressDisplay(in_flight=options.in_flight, generated=options.generated)
-    observers = [display] if progress else []
+    observers: list[Observer] = [display] if progress else []
     options.notify, options.warn = (display.notice, display.warn) if progress else (None, None)
     with display if progress else contextlib.nullcontext():
         result = await run_scenario(Path(path) if path is not None else None, options, observers)
