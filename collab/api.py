@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def run_options(overrides: dict[str, Any]) -> RunOptions:
 async def simulate_async(path: str | Path | None = None, *, progress: bool = True, **overrides: Any) -> Run:
     """Run (or with ``resume=RUN`` finish) a scenario; returns the run, read back."""
     options = run_options(overrides)
-    display = ProgressDisplay(in_flight=options.in_flight, generated=options.generated)
+    in_flight: Counter[str] = Counter()
+    options.watch = lambda engine, change: in_flight.update({engine: change})
+    display = ProgressDisplay(in_flight=in_flight, generated=options.generated)
     observers: list[Observer] = [display] if progress else []
     options.notify, options.warn = (display.notice, display.warn) if progress else (None, None)
     with display if progress else contextlib.nullcontext():
