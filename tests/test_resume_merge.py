@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,9 @@ class CountingEngine(scripted.ScriptedEngine):
         self.stats.requests += 1
         self.stats.max_batch = 1
         return await super().generate(request)
+
+    def counters(self) -> dict:
+        return asdict(self.stats)
 
     async def aclose(self) -> None:
         self.stats = Counted()

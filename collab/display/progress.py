@@ -183,6 +183,7 @@ class ProgressDisplay:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._logged_line = ""
+        self._logged_done = -1
 
     def __enter__(self) -> ProgressDisplay:
         if self.quiet:
@@ -199,7 +200,7 @@ class ProgressDisplay:
             self._ticker.join()
         if self._live is not None:
             self._live.__exit__(*exc)
-        elif self.stats.started:
+        elif self.stats.started and self._logged_done != self.stats.done:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:
@@ -232,7 +233,7 @@ class ProgressDisplay:
     def _log(self, now: float) -> None:
         line = self.line(now)
         if line != self._logged_line:  # an idle run does not repeat itself
-            self._logged_line = line
+            self._logged_line, self._logged_done = line, self.stats.done
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def line(self, now: float | None = None) -> str:
