@@ -72,7 +72,7 @@ class EngineStats:
 
     def sample(self, now: float, live: int | None, requests: int) -> None:
         if live is not None:
-            self.live = live
+            self.live = max(live, self.live or 0)  # a closed engine counts nothing: keep what it counted
             if not requests:
                 self.idle_base = max(0, live - self.turn_tokens)
         self.samples.append((now, self.tokens))
