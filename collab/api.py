@@ -35,7 +35,7 @@ async def simulate_async(path: str | Path | None = None, *, progress: bool = Tru
     options = run_options(overrides)
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
-    display = ProgressDisplay(in_flight=in_flight, generated=options.generated)
+    display = ProgressDisplay(in_flight=in_flight, generated=options.generated, waiting=options.waiting)
     observers: list[Observer] = [display] if progress else []
     options.notify, options.warn = (display.notice, display.warn) if progress else (None, None)
     with display if progress else contextlib.nullcontext():

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
-from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 
-from rich.console import Console
+try:  # a Ctrl-C while the command line loads ends it quietly (exit 130, no traceback)
+    import argparse
+    import asyncio
+    import shlex
+    from collections import Counter
+    from collections.abc import Callable
+    from pathlib import Path
 
-from collab.data.errors import DataError
-from collab.engines.base import EngineStartError
-from collab.log.store import StoreError
-from collab.scenario import ScenarioError, load
+    from rich.console import Console
+
+    from collab.data.errors import DataError
+    from collab.engines.base import EngineStartError
+    from collab.log.store import StoreError
+    from collab.scenario import Loaded, ScenarioError, load
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 console = Console()
 errors = Console(stderr=True)
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -32,10 +39,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
             status = USAGE_ERROR
             continue
+        named = unreadable_files(loaded, Path(path).resolve().parent)
+        if named:
+            print(*named, sep="\n", file=sys.stderr)
+            status = USAGE_ERROR
+            continue
         points = len(loaded.points)
         console.print(f"{path}: ok ({len(loaded.scenario.agents)} agents, {points} sweep point{'s' * (points != 1)})",
                       markup=False, highlight=False, soft_wrap=True)
     return status
+
+
+def unreadable_files(loaded: Loaded, base: Path) -> list[str]:
+    """One line per file the scenario (at any sweep point) names that is missing or unreadable."""
+    from collab.data.check import check_files
+
+    lines = [str(loaded.source.problem(loc, str(error)))
+             for point in loaded.points for loc, error in check_files(point.scenario, base)]
+    return list(dict.fromkeys(lines))
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -56,7 +77,6 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from collab.display.progress import ProgressDisplay
-    from collab.events import Event, RunStart
     from collab.sim.runner import RunOptions, parse_shard, simulate
 
     if args.path is None and args.resume is None:
@@ -74,22 +94,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated,
+                              waiting=options.waiting)
     options.notify, options.warn = display.notice, display.warn
-    folder: list[Path] = [options.resume] if options.resume else []
-
-    def remember(event: Event) -> None:
-        if isinstance(event, RunStart) and not folder:
-            folder.append(options.out / event.run_id)
-
     try:
         with display:
-            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [remember, display]))
+            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
     except KeyboardInterrupt:
-        where = folder[0] if folder else "RUN_FOLDER"
-        print(f"interrupted: finished episodes are saved. Resume with: collab simulate --resume {where}",
-              file=sys.stderr)
-        return 130
+        if options.run_dir is None:
+            print("interrupted before any episode finished: nothing was saved", file=sys.stderr)
+        else:
+            print("interrupted: finished episodes are saved. Resume with: collab simulate --resume "
+                  f"{shlex.quote(str(options.run_dir))}", file=sys.stderr)
+        return INTERRUPTED
     summary = result.summary
     accuracy = summary["accuracy"]
     staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
@@ -166,6 +183,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         return USAGE_ERROR
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collab", description="Multi-agent collaboration on one reasoning trace.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,9 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = add("simulate", cmd_simulate, "run a scenario into a run folder")
     simulate.add_argument("path", nargs="?")
     simulate.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
-    simulate.add_argument("--limit", type=int, help="first N problems only")
-    simulate.add_argument("--samples", type=int, help="samples per problem and sweep point")
-    simulate.add_argument("--concurrency", type=int, help="episodes in flight at once")
+    simulate.add_argument("--limit", type=positive, help="first N problems only")
+    simulate.add_argument("--samples", type=positive, help="samples per problem and sweep point")
+    simulate.add_argument("--concurrency", type=positive, help="episodes in flight at once")
     simulate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                           help="override a scenario field, e.g. agents.a.temperature=0.8")
     simulate.add_argument("--model", help="point every local engine at this model (hub id, folder or .gguf)")
@@ -205,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")
     judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
-    judge.add_argument("--samples", type=int, help="rollouts per span boundary")
+    judge.add_argument("--samples", type=positive, help="rollouts per span boundary")
     judge.add_argument("--replace", action="store_true",
                        help="make this the run's judgement (default: keep the earlier one, write this one beside it)")
     judge.add_argument("--json", action="store_true", help="print the judge summary as JSON")
@@ -242,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except ScenarioError as error:
         for problem in error.problems:
@@ -255,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     except EngineStartError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+"""A value in [0, 1]; a hand-edited NaN or 2.0 makes its line unreadable (skipped), not a crash."""
+Index = Annotated[int, Field(ge=0)]
+
+
 class Event(BaseModel):
     model_config = ConfigDict(extra="allow")
-    t: float = Field(default_factory=time.time)
+    t: float = Field(default_factory=time.time, allow_inf_nan=False)
 
 
 class RunStart(Event):
@@ -56,7 +61,7 @@ class SpanEvent(Event):
     """A span added to an episode's trace (by a writer's turn, an injector or a seed)."""
 
     episode_id: str
-    index: int
+    index: Index
     """Position of the span in the trace."""
     turn: str
     """The graph node that produced it."""
@@ -116,9 +121,9 @@ class EpisodeEnd(Event):
 class JudgeValue(Event):
     type: Literal["judge.value"] = "judge.value"
     episode_id: str
-    boundary: int
+    boundary: Index
     """Number of spans before the boundary (0 = the bare prompt)."""
-    value: float | None
+    value: Probability | None
     method: str
     samples: int = 0
     detail: dict[str, Any] = {}
@@ -127,12 +132,12 @@ class JudgeValue(Event):
 class JudgeVerdict(Event):
     type: Literal["judge.verdict"] = "judge.verdict"
     episode_id: str
-    span: int | None = None
+    span: Index | None = None
     agent: str | None = None
     verdict: str
     """derailed | rescued | neutral for a span; recovered | followed_injection | other_wrong for an episode."""
-    before: float | None = None
-    after: float | None = None
+    before: Probability | None = None
+    after: Probability | None = None
     method: str = ""
     detail: dict[str, Any] = {}
 

@@ -10,7 +10,8 @@ Fault kinds: ``5xx`` (HTTP 503), ``429`` (with ``Retry-After: 0``), ``reset`` (c
 answer), ``stall`` (silence until the client gives up; mid-stream when streaming), ``torn`` (the
 answer stops before its end), ``garbage`` (broken JSON), ``overlap`` (``output_ids`` start with the
 prompt's last ids, a real SGLang bug; the answer is otherwise right; ``/generate`` only), ``error``
-(HTTP 400, or an ``{"error": ...}`` event mid-stream).
+(HTTP 400, or an ``{"error": ...}`` event mid-stream). With ``echo_auth`` every error body repeats
+the request's ``Authorization`` header, as some proxies do.
 
 Strictness of the real servers, on demand: ``max_stop_strings`` refuses requests with more stop
 strings (HTTP 400, as vLLM does beyond 4), ``block_size`` reports ``cached_tokens`` in whole cache
@@ -155,6 +156,7 @@ class ProtocolServer:
         keepalive_timeout: float = 75.0,
         model_path: str = "test-org/test-model",
         version: str = "0.0.0-protocol-test",
+        echo_auth: bool = False,
     ) -> None:
         unknown = set(faults or ()) - set(FAULTS)
         if unknown:
@@ -178,6 +180,7 @@ class ProtocolServer:
         self.keepalive_timeout = keepalive_timeout
         self.model_path = model_path
         self.version = version
+        self.echo_auth = echo_auth
         self.tree = RadixTree()
         self.attempts: list[Attempt] = []
         self.aborted: set[str] = set()
@@ -429,17 +432,17 @@ class ProtocolServer:
         attempt = Attempt(path, rid, ids, p, cached, fault)
         self.attempts.append(attempt)
         if fault == "5xx":
-            return _error(503, "Service Unavailable")
+            return self._fail(request, 503, "Service Unavailable")
         if fault == "429":
-            return _error(429, "Too many requests", headers={"Retry-After": "0"})
+            return self._fail(request, 429, "Too many requests", headers={"Retry-After": "0"})
         if fault == "reset":
             request.transport.abort()
             return web.Response()
         if fault == "stall" and not stream:
             await self._closing.wait()
-            return _error(503, "shutting down")
+            return self._fail(request, 503, "shutting down")
         if fault == "error" and not stream:
-            return _error(400, "injected validation error")
+            return self._fail(request, 400, "injected validation error")
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         self.tree.insert(ids)  # SGLang caches the prompt once it is prefilled
@@ -563,10 +566,15 @@ class ProtocolServer:
         if p["return_token_ids"] and self.openai_token_ids:
             choice["token_ids"] = new
         return {"id": f"cmpl-{attempt.rid}", "object": "text_completion", "model": self.model_path, "choices": [choice]}
+    def _fail(self, request: web.Request, status: int, message: str,
+              headers: Mapping[str, str] | None = None) -> web.Response:
+        if self.echo_auth:
+            message += f" (request had Authorization: {request.headers.get('Authorization')})"
+        return _error(status, message, headers)
 
     def _denied(self, request: web.Request) -> web.Response | None:
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Unauthorized")
+            return self._fail(request, 401, "Unauthorized")
         return None
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from collab.cli import main
 from collab.data.pools import Trajectory
-from collab.engines.base import Completion, GenerateRequest
+from collab.engines.base import Completion, EngineLifecycle, GenerateRequest
 from collab.engines.tokenizers import HFTokenizer, load_tokenizer
 from collab.events import Event
 from collab.log.store import RunStore
@@ -27,7 +27,7 @@ TRANSITION = "Wait. Let me think\n"
 FRACTIONS = [0.0, 0.2, 0.4, 0.6, 0.8]
 
 
-class Silent:
+class Silent(EngineLifecycle):
     """An engine that ends every turn at once: the trace holds only what was stitched."""
 
     def __init__(self, tokenizer: HFTokenizer) -> None:

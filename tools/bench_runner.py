@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import collab.sim.runner
-from collab.engines.base import Completion, GenerateRequest
+from collab.engines.base import Completion, EngineLifecycle, GenerateRequest
 from collab.engines.tokenizers import ByteTokenizer
 from collab.sim.runner import RunOptions, simulate
 
@@ -44,7 +44,7 @@ def current_rss() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
-class SleepEngine:
+class SleepEngine(EngineLifecycle):
     """Sleeps for a random latency and returns a fixed sentence; counts requests in flight."""
 
     def __init__(self, name: str, latency: float, jitter: float, seed: int = 0) -> None:
@@ -85,6 +85,13 @@ class SleepEngine:
             self._tick(-1)
         ids = (self.sentence * (1 + request.max_new_tokens // len(self.sentence)))[: request.max_new_tokens]
         return Completion(self.tokenizer.decode(ids), ids, "length", prompt_tokens=len(request.input_ids))
+
+    @property
+    def replicas(self) -> int:
+        return 1
+
+    def counters(self) -> dict[str, Any]:
+        return {"requests": len(self.episodes)}
 
     async def aclose(self) -> None:
         return None

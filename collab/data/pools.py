@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collab.data.errors import DataError
-from collab.data.jsonl import read_rows, require
+from collab.data.jsonl import bool_field, read_rows, require, text_field
 from collab.data.problems import MathProblem
 
 THINK_CLOSE = "</think>"
@@ -52,7 +52,8 @@ class Pool:
     def agents(self) -> list[str]:
         return sorted({t.agent for t in self.trajectories})
 
-    def for_problem(self, problem_id: str, agent: str | None = None, *, correct: bool | None = None) -> list[Trajectory]:
+    def for_problem(self, problem_id: str, agent: str | None = None, *,
+                    correct: bool | None = None) -> list[Trajectory]:
         return [
             t for t in self._by_problem.get(problem_id, [])
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)
@@ -108,11 +109,11 @@ def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
         for line, row in read_rows(path):
             require(row, ["id", "response"], path, line)
             trajectories.append(Trajectory(
-                problem_id=str(row["id"]),
-                agent=agent or str(row.get("model") or path.stem),
-                text=str(row["response"]),
-                correct=row.get("correct"),
-                answer=None if row.get("gold_answer") is None else str(row["gold_answer"]),
-                problem=str(row.get("problem") or ""),
+                problem_id=text_field(row, "id", path, line, numbers=True) or "",
+                agent=agent or text_field(row, "model", path, line) or path.stem,
+                text=text_field(row, "response", path, line) or "",
+                correct=bool_field(row, "correct", path, line),
+                answer=text_field(row, "gold_answer", path, line, numbers=True),
+                problem=text_field(row, "problem", path, line) or "",
             ))
     return Pool(name, trajectories)

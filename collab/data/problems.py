@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collab.data.errors import DataError
-from collab.data.jsonl import read_rows, require
+from collab.data.jsonl import read_rows, require, text_field
 from collab.scenario.schema import DatasetConfig
 
 if TYPE_CHECKING:
@@ -38,12 +38,12 @@ def _rows_to_problems(rows: Iterable[tuple[int, dict[str, Any]]], fields: dict[s
     problems: list[MathProblem] = []
     for line, row in rows:
         require(row, [key["problem"], key["answer"]], path, line)
-        ident = row.get(key["id"])
+        ident = text_field(row, key["id"], path, line, numbers=True)
         problems.append(MathProblem(
-            id=str(ident if ident not in (None, "") else f"{name}-{line}"),
-            problem=str(row[key["problem"]]),
-            answer=str(row[key["answer"]]),
-            source=str(row.get(key["source"]) or name),
+            id=ident or f"{name}-{line}",
+            problem=text_field(row, key["problem"], path, line) or "",
+            answer=text_field(row, key["answer"], path, line, numbers=True) or "",
+            source=text_field(row, key["source"], path, line) or name,
             extra={k: v for k, v in row.items() if k not in key.values()},
         ))
     return problems
@@ -74,7 +74,8 @@ def load_problems(config: DatasetConfig, base: Path, pools: Mapping[str, Pool] |
     else:
         known = KNOWN.get(config.source or "", {})
         if config.source and not known:
-            raise DataError(config.source, None, f"unknown benchmark; known: {', '.join(sorted(KNOWN))} (or use file:/hf:)")
+            raise DataError(config.source, None,
+                            f"unknown benchmark; known: {', '.join(sorted(KNOWN))} (or use file:/hf:)")
         name = config.hf or known["hf"]
         fields = {**known.get("fields", {}), **config.fields}
         split = known.get("split", config.split) if config.source else config.split

@@ -166,11 +166,14 @@ class ProgressDisplay:
     """
 
     def __init__(self, console: Console | None = None, quiet: bool = False,
-                 in_flight: Mapping[str, int] | None = None, generated: Mapping[str, Counter] | None = None) -> None:
+                 in_flight: Mapping[str, int] | None = None, generated: Mapping[str, Counter] | None = None,
+                 waiting: Mapping[str, int] | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.quiet = quiet or not self.console.is_terminal
         self.in_flight: Mapping[str, int] = in_flight if in_flight is not None else {}
         self.generated: Mapping[str, Counter] = generated if generated is not None else {}
+        self.waiting: Mapping[str, int] = waiting if waiting is not None else {}
+        """Live: per engine, requests waiting for a server to come back (every server down)."""
         self.stats = RunStats()
         self.status = ""
         self.progress = Progress(
@@ -198,9 +201,11 @@ class ProgressDisplay:
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
+        failed = exc[0] is not None and not issubclass(exc[0], KeyboardInterrupt)
         if self._live is not None:
+            self._live.transient = failed  # an error line stands alone
             self._live.__exit__(*exc)
-        elif self.stats.started and self._logged_done != self.stats.done:
+        elif self.stats.started and self._logged_done != self.stats.done and not failed:
             self._log(time.perf_counter())
 
     def __call__(self, event: Event) -> None:
@@ -240,7 +245,13 @@ class ProgressDisplay:
         now = time.perf_counter() if now is None else now
         with self._lock:
             self.stats.sample(now, self.generated, self.in_flight)
-            return self.stats.line(now)
+            return self.stats.line(now) + self._outage()
+
+    def _outage(self) -> str:
+        waiting = {name: n for name, n in dict(self.waiting).items() if n > 0}
+        if not waiting:
+            return ""
+        return "  servers down, waiting: " + ", ".join(f"{name} {n}" for name, n in sorted(waiting.items()))
 
     def engines(self, now: float) -> Table:
         table = Table(box=None, padding=(0, 2), pad_edge=False, header_style="dim")

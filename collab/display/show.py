@@ -14,7 +14,7 @@ from collab.display.math import with_math
 from collab.display.replay import run_folder
 from collab.display.style import EXPORT_THEME
 from collab.log.select import SelectError, find
-from collab.log.store import EpisodeRecord, RunStore, StoreError
+from collab.log.store import EpisodeRecord, RunStore, StoreError, refuse_run_file
 
 HTML_WIDTH = 140
 PAGE = """<!DOCTYPE html>
@@ -47,6 +47,8 @@ def episode_html(record: EpisodeRecord, context: RunContext) -> str:
 
 
 def show(path: Path, episode: str, html_path: Path | None, console: Console) -> int:
+    if html_path is not None:
+        refuse_run_file(html_path)
     folder = run_folder(path, follow=False)
     records = list(RunStore(folder).episodes().values())
     record = find(records, episode)

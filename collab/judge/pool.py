@@ -9,6 +9,7 @@ worker also exits when its stdin closes, e.g. when the parent dies).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -18,6 +19,8 @@ from typing import Any
 import collab
 
 READY = b'{"ready": true}\n'
+MAX_REPLY = 1 << 26
+"""Longest reply line read from a worker (64 MiB); a longer one is a crashed task, not a crashed run."""
 _PACKAGE_ROOT = str(Path(collab.__file__).resolve().parent.parent)
 
 
@@ -54,7 +57,7 @@ class _Slot:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", self.module, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, env=env, limit=1 << 20, start_new_session=True,
+                stdout=asyncio.subprocess.PIPE, env=env, limit=MAX_REPLY, start_new_session=True,
             )
         except OSError as error:
             raise WorkerCrashed(f"cannot start worker {self.module}: {error}") from error
@@ -82,10 +85,8 @@ class _Slot:
         proc = self.proc
         if proc is not None and proc.stdin is not None and proc.returncode is None:
             proc.stdin.close()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                pass
         self.kill()
         for dead in self._dead:
             await dead.wait()
@@ -126,6 +127,8 @@ class WorkerPool:
                 raise WorkerTimeout(f"no reply within {self.timeout_s:g} s") from None
             except (BrokenPipeError, ConnectionResetError):
                 line = b""
+            except (ValueError, asyncio.LimitOverrunError):  # a reply line over MAX_REPLY
+                raise WorkerCrashed(f"worker reply over {MAX_REPLY >> 20} MiB") from None
             if not line:
                 code = await proc.wait()
                 raise WorkerCrashed(f"worker exited with code {code}")

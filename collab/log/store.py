@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,15 @@ from collab.events import (
     TurnEvent,
     parse_event,
 )
+from collab.log.lock import LOCK, LockHeld, RunLock
+from collab.log.secrets import Scrubber
 
 EVENTS = "events.jsonl"
 MANIFEST = "manifest.json"
 SCENARIO = "scenario.yaml"
 SUMMARY = "summary.json"
+OWN_FILES = frozenset({EVENTS, MANIFEST, SCENARIO, SUMMARY, LOCK, "judge.json", "selection.json"})
+"""What a run writes for itself; exports and reports never overwrite these."""
 FLUSH_ON = frozenset({"episode.end", "run.start", "run.end", "judge.verdict"})
 
 
@@ -66,10 +69,13 @@ class EpisodeRecord:
 
 
 def read_events(path: Path) -> Iterator[AnyEvent]:
-    """Events of a log; a torn or garbled line (a killed writer) is skipped."""
+    """Events of a log; a torn or garbled line (a killed writer) is skipped. Only a regular file is
+    read: a device or a pipe in its place (``/dev/zero``) would never end."""
+    if not path.is_file():
+        return
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
+        handle = open(path, "rb")  # noqa: SIM115 (a generator: closed by the with below)
+    except (FileNotFoundError, IsADirectoryError):
         return
     with handle:
         for line in handle:
@@ -99,50 +105,106 @@ def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, Epi
             record.values.append(event)
         elif isinstance(event, JudgeVerdict):
             record.verdicts.append(event)
+    for record in episodes.values():  # judge events about spans the episode does not have (a hand edit)
+        record.values = [v for v in record.values if v.boundary <= len(record.spans)]
+        record.verdicts = [v for v in record.verdicts if v.span is None or v.span < len(record.spans)]
     return episodes
 
 
-class RunStore:
-    """One run folder. Events are appended as whole lines and flushed as they happen."""
+def is_run(path: Path) -> bool:
+    """Whether ``path`` is a run folder (a folder with a manifest)."""
+    return (Path(path) / MANIFEST).is_file()
 
-    def __init__(self, path: Path) -> None:
+
+def refuse_run_file(path: Path) -> None:
+    """Raise :class:`StoreError` when ``path`` is one of a run folder's own files (never overwritten)."""
+    path = Path(path)
+    if is_run(path.parent) and (path.name in OWN_FILES or path.name.endswith(".tmp")):
+        raise StoreError(f"refusing to overwrite {path}: it belongs to the run in {path.parent}")
+
+
+class RunStore:
+    """One run folder. Events are appended as whole lines and flushed as they happen.
+
+    Writers call :meth:`lock` first (one writer per folder); readers never lock. Everything
+    written passes through ``scrubber``, which blanks secret values (API keys).
+    """
+
+    def __init__(self, path: Path, scrubber: Scrubber | None = None) -> None:
         self.path = Path(path)
+        self.scrubber = scrubber or Scrubber()
         self._handle: Any = None
+        self._lock = RunLock(self.path)
 
     @classmethod
-    def create(cls, root: Path, name: str, run_id: str) -> RunStore:
-        path = Path(root) / f"{safe_name(name)}-{run_id}"
+    def create(cls, root: Path, name: str, run_id: str, scrubber: Scrubber | None = None) -> RunStore:
+        """A new, locked run folder ``<root>/<name>-<run_id>``."""
+        return cls.create_at(Path(root) / f"{safe_name(name)}-{run_id}", scrubber)
+
+    @classmethod
+    def create_at(cls, path: Path, scrubber: Scrubber | None = None) -> RunStore:
+        """A new, locked run folder at ``path`` (which must not exist)."""
         try:
             path.mkdir(parents=True, exist_ok=False)
         except OSError as error:
             raise StoreError(f"cannot create run folder {path}: {error.strerror or error}") from error
-        return cls(path)
+        store = cls(path, scrubber)
+        store.lock()
+        return store
+
+    def lock(self, command: str | None = None) -> None:
+        """Become the folder's only writer, or raise :class:`StoreError` naming the writer there is."""
+        try:
+            self._lock.acquire(command)
+        except LockHeld as error:
+            raise StoreError(str(error)) from None
+        except OSError as error:
+            raise StoreError(f"cannot lock {self.path}: {error.strerror or error}") from error
+
+    def unlock(self) -> None:
+        try:
+            self.close()
+        finally:
+            self._lock.release()
 
     @property
     def events_path(self) -> Path:
         return self.path / EVENTS
 
-    def write_text(self, name: str, text: str) -> None:
+    def replace(self, name: str, data: bytes) -> None:
+        """Rewrite one file atomically: write beside it, fsync, rename over it."""
         target = self.path / name
-        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp = target.with_name(target.name + ".tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp, target)
         except OSError as error:
             raise StoreError(f"cannot write {target}: {error.strerror or error}") from error
+
+    def write_text(self, name: str, text: str) -> None:
+        self.replace(name, self.scrubber.text(text).encode("utf-8", "surrogatepass"))
 
     def write_json(self, name: str, data: Any) -> None:
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def read_json(self, name: str) -> Any:
+        """A JSON file of the folder (None when absent); unreadable or corrupt is a :class:`StoreError`."""
         path = self.path / name
         if not path.exists():
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(path.read_bytes())
+        except OSError as error:
+            raise StoreError(f"cannot read {path}: {error.strerror or error}") from error
+        except (ValueError, RecursionError) as error:
+            raise StoreError(f"{path} is corrupt: {str(error)[:200]}") from None
 
     def open_log(self) -> None:
         try:
-            self._handle = open(self.events_path, "ab")
+            self._handle = open(self.events_path, "ab")  # noqa: SIM115 (held open while the run writes)
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
@@ -155,21 +217,20 @@ class RunStore:
         if self._handle is None:
             self.open_log()
         try:
-            self._handle.write(event.model_dump_json().encode() + b"\n")
+            self._handle.write(self.scrubber.line(event))
             if event.type in FLUSH_ON:
                 self._handle.flush()
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def discard(self) -> None:
-        """Remove the run folder (a run that never started an episode leaves nothing behind)."""
-        self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Flush and close the log; a failed flush is a :class:`StoreError` (the handle is gone either way)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as error:
+                raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
     def events(self) -> Iterator[AnyEvent]:
         return read_events(self.events_path)
@@ -190,10 +251,5 @@ class RunStore:
         for event in self.events():
             episode = getattr(event, "episode_id", None)
             if episode is None or episode in keep:
-                lines.append(event.model_dump_json().encode() + b"\n")
-        tmp = self.events_path.with_suffix(".jsonl.tmp")
-        try:
-            tmp.write_bytes(b"".join(lines))
-            os.replace(tmp, self.events_path)
-        except OSError as error:
-            raise StoreError(f"cannot rewrite {self.events_path}: {error.strerror or error}") from error
+                lines.append(self.scrubber.line(event))
+        self.replace(EVENTS, b"".join(lines))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -13,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from collab.events import RunEnd, RunStart, TurnEvent
 from collab.log.store import (
@@ -21,6 +23,8 @@ from collab.log.store import (
     RunStore,
     StoreError,
     group_episodes,
+    is_run,
+    refuse_run_file,
 )
 from collab.log.verdicts import marked_spans, outcome, values_by_boundary
 from collab.report import plots
@@ -31,6 +35,7 @@ from collab.scenario.sweep import point_label
 
 REPORT = "report.md"
 _STAMP = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{6}$")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 PLOTS = "plots"
 
 
@@ -68,7 +73,10 @@ class RunData:
             elif isinstance(event, RunEnd) and started is not None:
                 wall, started = wall + event.t - started, None
         episodes = group_episodes(events)
-        return cls(Path(path), episodes, {**(store.read_json(SUMMARY) or {}), **summarize(episodes)}, wall)
+        saved = store.read_json(SUMMARY) or {}
+        if not isinstance(saved, dict):
+            raise StoreError(f"{store.path / SUMMARY} is corrupt (not a JSON object)")
+        return cls(Path(path), episodes, {**saved, **summarize(episodes)}, wall)
 
 
 # ---------------------------------------------------------------- figures
@@ -303,24 +311,30 @@ def short_names(paths: list[Path]) -> list[str]:
 
 
 def to_rich(section: Section) -> Table:
-    table = Table(title=section.title, title_justify="left", title_style="bold", caption=section.note or None,
-                  caption_justify="left", header_style="bold")
+    """The section as a Rich table; every name and value is shown literally (never read as markup)."""
+    table = Table(title=Text(section.title), title_justify="left", title_style="bold",
+                  caption=Text(section.note) if section.note else None, caption_justify="left", header_style="bold")
     for index, column in enumerate(section.columns):
-        table.add_column(column, justify="left" if index < section.keys else "right")
+        table.add_column(Text(column), justify="left" if index < section.keys else "right")
     for row in section.rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     return table
+
+
+def markdown_text(text: str) -> str:
+    """``text`` shown literally in Markdown: HTML escaped, Markdown punctuation backslashed, one line."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(" ".join(text.splitlines()), quote=False))
 
 
 def to_markdown(section: Section) -> str:
     def cells(row: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
+        return "| " + " | ".join(map(markdown_text, row)) + " |"
 
-    lines = [f"## {section.title}", "", cells(section.columns),
+    lines = [f"## {markdown_text(section.title)}", "", cells(section.columns),
              "|" + "|".join("---" if i < section.keys else "---:" for i in range(len(section.columns))) + "|"]
     lines += [cells(row) for row in section.rows]
     if section.note:
-        lines += ["", f"*{section.note}*"]
+        lines += ["", f"*{markdown_text(section.note)}*"]
     return "\n".join(lines)
 
 
@@ -371,17 +385,20 @@ def _curve(record: EpisodeRecord) -> plots.Curve | None:
 
 def report(paths: list[Path], out: Path | None, console: Console) -> int:
     """Print the tables, write ``report.md`` and ``plots/`` (into ``out``, default the first run)."""
+    folder = Path(out) if out is not None else Path(paths[0])
+    refuse_run_file(folder)
+    if is_run(folder) and folder.resolve() != Path(paths[0]).resolve():
+        raise StoreError(f"refusing to write the report into {folder}: it is another run's folder")
     runs = [RunData.load(path) for path in paths]
     names = short_names([run.path for run in runs])
     built = combine(names, [[s for s in sections(run) if s is not None] for run in runs])
     for section in built:
         console.print(to_rich(section))
         console.print()
-    folder = Path(out) if out is not None else runs[0].path
     try:
         folder.mkdir(parents=True, exist_ok=True)
         written = draw_plots(runs, names, folder / PLOTS)
-        heading = f"# Report: {' vs '.join(run.name for run in runs)}"
+        heading = f"# Report: {' vs '.join(markdown_text(run.name) for run in runs)}"
         images = [f"![{p.stem}]({PLOTS}/{p.name})" for p in written]
         text = "\n\n".join([heading, *(to_markdown(s) for s in built), "## Plots", *images]) + "\n"
         (folder / REPORT).write_text(text, encoding="utf-8")

@@ -13,7 +13,7 @@ class AttributionSettings(BaseModel):
     """answers: cheap, follows the answers spans commit to; rollouts: K continuations per boundary."""
     probe: str | None = None
     """Agent whose rollouts estimate values; default the episode's last writer."""
-    samples: int = Field(4, ge=1)
+    samples: int = Field(4, ge=1, le=1_000)
     """Rollouts per span boundary."""
     max_tokens: int = Field(1024, ge=1)
     """Token budget of one rollout."""
@@ -25,8 +25,8 @@ class AttributionSettings(BaseModel):
 
 class JudgeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, le=3_600)
     """Hard timeout of one Math-Verify check (in a worker process)."""
-    workers: int = Field(2, ge=1)
+    workers: int = Field(2, ge=1, le=64)
     """Math-Verify worker processes."""
     attribution: AttributionSettings = AttributionSettings(method="none")

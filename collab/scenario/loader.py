@@ -20,14 +20,37 @@ from collab.scenario.errors import (
 )
 from collab.scenario.schema import Scenario
 
+MAX_BYTES = 1 << 20
+"""Largest scenario file read (1 MiB)."""
+MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists in a scenario."""
+MAX_NODES = 100_000
+"""Most values a scenario may hold once every alias is expanded (bounds YAML alias bombs)."""
+
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys."""
+    """SafeLoader that rejects duplicate and complex keys and bounds nesting."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain name or number, not a list or mapping", key_node.start_mark
+            )
         key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -77,18 +100,47 @@ def _marks(node: yaml.Node, path: Loc, source: Source) -> None:
     source.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            child = path + (key_node.value,)
+            child = (*path, key_node.value)
             source.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             _marks(value_node, child, source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _marks(item, path + (index,), source)
+            _marks(item, (*path, index), source)
+
+
+def expanded_size(node: yaml.Node, sizes: dict[int, int] | None = None) -> int:
+    """How many values ``node`` holds with every alias expanded (linear in the composed graph)."""
+    sizes = {} if sizes is None else sizes
+    if id(node) not in sizes:
+        sizes[id(node)] = MAX_NODES + 1  # an alias cycle counts as too large
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += expanded_size(child, sizes)
+            if total > MAX_NODES:
+                break
+        sizes[id(node)] = total
+    return sizes[id(node)]
+
+
+def _compose(text: str, file: str) -> tuple[Any, yaml.Node | None]:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and expanded_size(node) > MAX_NODES:
+            raise ScenarioError([Problem(file, 1, 1, "", f"over {MAX_NODES:,} values once aliases are expanded")])
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str, file: str) -> Source:
     try:
-        data = yaml.load(text, Loader=_Loader)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = _compose(text, file)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -100,7 +152,8 @@ def parse_yaml(text: str, file: str) -> Source:
     if node is not None:
         _marks(node, (), source)
     if not isinstance(data, dict):
-        raise ScenarioError([Problem(file, 1, 1, "", "a scenario is a mapping of fields (name, engines, agents, graph, ...)")])
+        raise ScenarioError([Problem(file, 1, 1, "",
+                                     "a scenario is a mapping of fields (name, engines, agents, graph, ...)")])
     return source
 
 
@@ -109,7 +162,8 @@ def data_path(data: Any, loc: Loc) -> Loc:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)):
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if (isinstance(current, dict) and part in current) or in_list:
             current = current[part]
             path.append(part)
     return tuple(path)
@@ -130,7 +184,7 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
             continue
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
-            path, message = path + (loc[-1],), "required field is missing"
+            path, message = (*path, loc[-1]), "required field is missing"
         elif "input" in item and item["type"] not in ("value_error", "assertion_error") and not isinstance(
             item["input"], (dict, list)
         ):
@@ -170,11 +224,35 @@ def validate(data: dict[str, Any], source: Source) -> Scenario:
 
 def load_source(path: str | Path) -> Source:
     path = Path(path)
+    return parse_yaml(read_text(path), str(path))
+
+
+def read_text(path: Path) -> str:
+    """A scenario file's text: a regular UTF-8 text file of at most ``MAX_BYTES``."""
+    def fail(message: str, line: int = 1, column: int = 1) -> ScenarioError:
+        return ScenarioError([Problem(str(path), line, column, "", message)])
+
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise fail("cannot read scenario: " + ("not a regular file" if path.exists() else "no such file"))
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as error:
-        raise ScenarioError([Problem(str(path), 1, 1, "", f"cannot read scenario: {error.strerror or error}")]) from None
-    return parse_yaml(text, str(path))
+        raise fail(f"cannot read scenario: {error.strerror or error}") from None
+    if len(raw) > MAX_BYTES:
+        raise fail(f"scenario file larger than {MAX_BYTES >> 20} MiB")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise fail("the file is UTF-16; save it as UTF-8")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise fail("not UTF-8 text (a binary file?)", line, column) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise fail("not text: holds NUL characters (a binary file?)", line)
+    return text
 
 
 def with_overrides(source: Source, overrides: list[str]) -> Source:

@@ -61,6 +61,8 @@ class HTTPEngineConfig(Strict):
     health_timeout_s: float = Field(300, gt=0)
     api_key_env: str | None = None
     """For servers started with an API key: the environment variable holding the key."""
+    outage_wait_s: float = Field(600, ge=0)
+    """With every server down, how long a request waits for one to come back (then its episode fails)."""
 
 
 class SGLangEngineConfig(HTTPEngineConfig):
@@ -363,7 +365,7 @@ class StageConfig(Strict):
 
     agents: list[str] | None = None
     """Writers that run solo (default: every writer)."""
-    samples: int = Field(8, ge=1)
+    samples: int = Field(8, ge=1, le=10_000)
     """Solo samples per problem and agent."""
     limits: Limits | None = None
     """Limits of a solo episode (default: the scenario's)."""
@@ -398,8 +400,8 @@ class Scenario(Strict):
     name: str
     description: str = ""
     seed: int = 0
-    samples: int = Field(1, ge=1)
-    concurrency: int = Field(8, ge=1)
+    samples: int = Field(1, ge=1, le=10_000)
+    concurrency: int = Field(8, ge=1, le=100_000)
     dataset: DatasetConfig
     prompt: PromptConfig = PromptConfig()
     engines: dict[str, EngineConfig]

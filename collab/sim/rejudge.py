@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace as replaced
 from pathlib import Path
@@ -12,10 +11,11 @@ from typing import Any, Literal
 
 from collab.engines import build_engine
 from collab.events import EpisodeEnd, JudgeValue, JudgeVerdict
-from collab.judge.answers import AnswerChecker
+from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
 from collab.judge.values import Probe
 from collab.log.store import (
+    EVENTS,
     MANIFEST,
     SCENARIO,
     SUMMARY,
@@ -54,13 +54,11 @@ def _rewrite(store: RunStore, judged: dict[str, Judgement]) -> None:
             grade = judgement.grade
             event.answer, event.correct = grade.answer, grade.correct
             event.judge_reason = grade.reason if grade.status != "ok" else None
-            lines.append(event.model_dump_json().encode() + b"\n")
-            lines += [e.model_dump_json().encode() + b"\n" for e in judgement.events]
+            lines.append(store.scrubber.line(event))
+            lines += [store.scrubber.line(e) for e in judgement.events]
             continue
-        lines.append(event.model_dump_json().encode() + b"\n")
-    tmp = store.events_path.with_suffix(".jsonl.tmp")
-    tmp.write_bytes(b"".join(lines))
-    os.replace(tmp, store.events_path)
+        lines.append(store.scrubber.line(event))
+    store.replace(EVENTS, b"".join(lines))
 
 
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
@@ -88,7 +86,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     probes = probes or {}
     store = RunStore(Path(run_dir))
     if not store.events_path.exists():
-        raise FileNotFoundError(f"no event log at {store.events_path}")
+        raise StoreError(f"no event log at {store.events_path}")
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
     done = 0
@@ -99,35 +97,42 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
         thinking = writer is None or writer.engine.tokenizer.think_close is not None
         nonlocal done
         async with gate:
-            judgement = await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
-                                            checker=checker, probes=probes, seed=record.start.seed,
-                                            thinking=thinking)
+            try:
+                judgement = await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
+                                                checker=checker, probes=probes, seed=record.start.seed,
+                                                thinking=thinking)
+            except Exception as error:  # this episode stays unjudged; the others go on
+                judgement = Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
         done += 1
         if progress is not None:
             progress(done, len(records))
         return judgement
 
-    async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
-        results = await asyncio.gather(*(one(r) for r in records.values()))
-    judged = dict(zip(records, results, strict=True))
-    earlier = any(record.values or record.verdicts for record in records.values())
-    if replace or not earlier:
-        _rewrite(store, judged)
-        episodes = store.episodes()
-        store.write_json(SUMMARY, summarize(episodes))
-        written = [store.events_path.name, SUMMARY, JUDGE_SUMMARY]
-    else:
-        episodes = {key: replaced(record, values=[e for e in judged[key].events if isinstance(e, JudgeValue)],
-                                  verdicts=[e for e in judged[key].events if isinstance(e, JudgeVerdict)])
-                    for key, record in records.items()}
-        name = f"judge-{attribution.method}"
-        store.write_text(f"{name}.jsonl", "".join(e.model_dump_json() + "\n" for j in results for e in j.events))
-        written = [f"{name}.json", f"{name}.jsonl"]
-    verdicts = summarize_verdicts(episodes.values())
-    summary = {"method": attribution.method, "samples": attribution.samples, **verdicts,
-               "judged": len(records), "correct": sum(bool(j.grade.correct) for j in results),
-               "replaced": replace or not earlier, "written": written}
-    store.write_json(written[-1] if replace or not earlier else written[0], summary)
+    store.lock()
+    try:
+        async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
+            results = await asyncio.gather(*(one(r) for r in records.values()))
+        judged = dict(zip(records, results, strict=True))
+        earlier = any(record.values or record.verdicts for record in records.values())
+        if replace or not earlier:
+            _rewrite(store, judged)
+            episodes = store.episodes()
+            store.write_json(SUMMARY, summarize(episodes))
+            written = [store.events_path.name, SUMMARY, JUDGE_SUMMARY]
+        else:
+            episodes = {key: replaced(record, values=[e for e in judged[key].events if isinstance(e, JudgeValue)],
+                                      verdicts=[e for e in judged[key].events if isinstance(e, JudgeVerdict)])
+                        for key, record in records.items()}
+            name = f"judge-{attribution.method}"
+            store.write_text(f"{name}.jsonl", "".join(e.model_dump_json() + "\n" for j in results for e in j.events))
+            written = [f"{name}.json", f"{name}.jsonl"]
+        verdicts = summarize_verdicts(episodes.values())
+        summary = {"method": attribution.method, "samples": attribution.samples, **verdicts,
+                   "judged": len(records), "correct": sum(bool(j.grade.correct) for j in results),
+                   "replaced": replace or not earlier, "written": written}
+        store.write_json(written[-1] if replace or not earlier else written[0], summary)
+    finally:
+        store.unlock()
     return summary
 
 

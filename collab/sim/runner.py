@@ -7,9 +7,11 @@ import contextlib
 import functools
 import json
 import platform
+import shutil
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,13 @@ from typing import Any
 import yaml
 
 from collab import __version__
-from collab.data.errors import DataError
+from collab.data.files import read_text
 from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError, generated_tokens
 from collab.events import Event, PhaseStart, RunEnd, RunStart
 from collab.judge import AnswerChecker, Probe, judge_episode
-from collab.log.store import SCENARIO, SUMMARY, RunStore, StoreError
+from collab.log.secrets import Scrubber
+from collab.log.store import MANIFEST, SCENARIO, SUMMARY, RunStore, StoreError, is_run
 from collab.report.summary import summarize
 from collab.scenario import Loaded, load
 from collab.scenario.graph import engines_in_use
@@ -61,9 +64,13 @@ class RunOptions:
     """Told, as one line each, what the run is doing before its first episode (loading models)."""
     warn: Callable[[str], None] | None = None
     """Told, as one line each, what the user should know about how the run was set up."""
+    waiting: Counter[str] = field(default_factory=Counter)
+    """Requests waiting for a server to come back per engine (every server down), kept current."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
+    run_dir: Path | None = None
+    """Set by :func:`simulate` once the run folder exists (for an interrupted run's resume hint)."""
 
 
 def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
@@ -116,12 +123,13 @@ def read_inject_files(scenario: Scenario, base: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     for agent in scenario.agents.values():
         if agent.inject is not None and agent.inject.file is not None:
-            files[agent.inject.file] = _resolve(base, agent.inject.file).read_text(encoding="utf-8")
+            files[agent.inject.file] = read_text(_resolve(base, agent.inject.file))
     return files
 
 
-async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine) -> dict[str, Any]:
-    """Open ``engine`` for as long as ``stack`` lasts; returns its description for the manifest."""
+async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine, scrubber: Scrubber | None = None) -> dict[str, Any]:
+    """Open ``engine`` for as long as ``stack`` lasts; returns its description for the manifest (an
+    :class:`EngineStartError`, secrets blanked, if it cannot start)."""
     try:
         await stack.enter_async_context(engine)
         return engine.info
@@ -130,7 +138,8 @@ async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine) -> dict[
     except Exception as error:
         hint = " (offline? point local engines at a model file or folder with --model PATH)" if (
             "huggingface.co" in str(error)) else ""
-        raise EngineStartError(f"engine {engine.name} could not start: {error}{hint}") from error
+        message = f"engine {engine.name} could not start: {error}{hint}"
+        raise EngineStartError((scrubber or Scrubber()).text(message)) from None
 
 
 GAUGES = ("max_batch", "cache_tokens", "cache_bytes", "peak_cache_bytes")
@@ -192,6 +201,7 @@ class Runner:
         self.resumed = False
 
     def emit(self, event: Event) -> None:
+        event = self.store.scrubber.event(event)  # type: ignore[arg-type]
         self.store.emit(event)
         for observer in self.observers:
             observer(event)
@@ -199,6 +209,9 @@ class Runner:
     async def run(self, schedule: Schedule, resumed: bool) -> dict[str, Any]:
         self.resumed = resumed
         per_point, engines = build_engines(self.loaded)
+        for engine in engines.values():  # engines that wait out outages count their waiting requests here
+            if isinstance(getattr(engine, "waiting", None), Counter):
+                engine.waiting = self.options.waiting  # type: ignore[attr-defined]
         pools = schedule.pools
         files = read_inject_files(self.scenario, self.base)
         point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
@@ -210,9 +223,9 @@ class Runner:
         self.options.generated.update({e.name: functools.partial(generated_tokens, e) for e in engines.values()})
         try:
             async with contextlib.AsyncExitStack() as stack:
-                manifest = self.store.read_json("manifest.json") or {}
+                manifest = self.store.read_json(MANIFEST) or {}
                 manifest["engines"] = await self._open(stack, list(engines.values()))
-                self.store.write_json("manifest.json", manifest)
+                self.store.write_json(MANIFEST, manifest)
                 stack.callback(lambda: counters.update({e.name: e.counters() for e in engines.values()}))
                 settings = self.scenario.judge
                 checker = await stack.enter_async_context(
@@ -243,7 +256,7 @@ class Runner:
         started = time.perf_counter()
         notify(f"starting engine{'s' * (len(engines) != 1)} {', '.join(e.name for e in engines)} "
                "(loading models; a hub model is downloaded on first use)")
-        described = {engine.name: await open_engine(stack, engine) for engine in engines}
+        described = {engine.name: await open_engine(stack, engine, self.store.scrubber) for engine in engines}
         notes = "; ".join(f"{name}: {info['note']}" for name, info in described.items() if info.get("note"))
         notify(f"engines ready in {time.perf_counter() - started:.1f} s" + (f" ({notes})" if notes else ""))
         return described
@@ -282,11 +295,18 @@ class Runner:
         finally:
             gate.release()
         end = episode.end_event("ok", reason, started)
-        judgement = await judge_episode(
-            episode.spec.id, episode.trace, episode.spec.problem.answer,
-            attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
-            checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed, thinking=episode.thinking,
-        )
+        try:
+            judgement = await judge_episode(
+                episode.spec.id, episode.trace, episode.spec.problem.answer,
+                attribution=self.scenario.judge.attribution if episode.spec.stage is None else NO_ATTRIBUTION,
+                checker=checker, probes=writer_probes(episode.scenario, episode.engines), seed=episode.spec.seed,
+                thinking=episode.thinking,
+            )
+        except (asyncio.CancelledError, KeyboardInterrupt, StoreError):
+            raise
+        except Exception as error:  # the judge failing is this episode's failure, never the run's
+            self.emit(episode.end_event("failed", "error", started, error=f"judge: {type(error).__name__}: {error}"))
+            return
         for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
             self.emit(event)
         grade = judgement.grade
@@ -304,17 +324,40 @@ class RunResult:
 def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
     """The loaded scenario (with overrides) and the folder its relative paths start from."""
     if options.resume is not None:
-        manifest = json.loads((options.resume / "manifest.json").read_text(encoding="utf-8"))
+        manifest = resumable(options.resume)
         return load(options.resume / SCENARIO, files=False), Path(manifest["base_dir"])
     return load(path, shortcut_overrides(path, options)), path.resolve().parent
 
 
+def resumable(folder: Path) -> dict[str, Any]:
+    """The manifest of a run folder that can be resumed, or a :class:`StoreError` saying why not."""
+    if not folder.is_dir():
+        raise StoreError(f"{folder}: no such run folder")
+    if not is_run(folder):
+        raise StoreError(f"{folder} is not a run folder (no {MANIFEST})")
+    manifest = RunStore(folder).read_json(MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("base_dir"), str):
+        raise StoreError(f"{folder / MANIFEST} is corrupt (no base_dir)")
+    return manifest
+
+
+def secret_names(loaded: Loaded) -> set[str]:
+    """The environment variables that hold the scenario's API keys."""
+    return {name for point in loaded.points for engine in point.scenario.engines.values()
+            if (name := getattr(engine, "api_key_env", None))}
+
+
 async def simulate(path: Path | None, options: RunOptions, observers: list[Observer] | None = None) -> RunResult:
-    """Run (or resume) a scenario; returns the run folder and its summary."""
+    """Run (or resume) a scenario; returns the run folder and its summary.
+
+    The run folder is locked for the whole run. A new run that ends (by an error or an interrupt)
+    before any episode finished leaves no folder behind.
+    """
     if options.resume is not None:
         loaded, base = prepare(options.resume, options)
-        store = RunStore(options.resume)
-        shard = (store.read_json("manifest.json") or {}).get("shard")
+        store = RunStore(options.resume, Scrubber.from_env(secret_names(loaded)))
+        store.lock()
+        shard = (store.read_json(MANIFEST) or {}).get("shard")
         options.shard = tuple(shard) if shard else None
         keep = set(store.finished(include_failed=not options.retry_failed))
         store.compact(keep)
@@ -323,22 +366,32 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
         loaded, base = prepare(path, options)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         name = loaded.scenario.name + (f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else "")
-        store = RunStore.create(options.out, name, run_id)
-        store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
-        store.write_json("manifest.json", {
-            "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
-            "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "shard": list(options.shard) if options.shard else None,
-        })
+        store = RunStore.create(options.out, name, run_id, Scrubber.from_env(secret_names(loaded)))
         keep = set()
+    options.run_dir = store.path
     try:
+        if options.resume is None:
+            _write_new_run(store, loaded, path, base, options)
         schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
                             sharded=options.shard is not None)
         runner = Runner(loaded, store, base, options, observers)
         summary = await runner.run(schedule, resumed=options.resume is not None)
-    except (EngineStartError, DataError):
-        if options.resume is None:
-            store.discard()  # no episode ran: no run folder to resume
+    except BaseException:
+        if options.resume is None and not store.finished():
+            store.unlock()
+            shutil.rmtree(store.path, ignore_errors=True)
+            options.run_dir = None
         raise
+    finally:
+        store.unlock()
     return RunResult(store.path, summary)
+
+
+def _write_new_run(store: RunStore, loaded: Loaded, path: Path | None, base: Path, options: RunOptions) -> None:
+    store.write_text(SCENARIO, yaml.safe_dump(loaded.source.data, sort_keys=False, allow_unicode=True))
+    store.write_json(MANIFEST, {
+        "collab": __version__, "python": platform.python_version(), "platform": platform.platform(),
+        "argv": options.argv, "scenario": str(path), "base_dir": str(base), "seed": loaded.scenario.seed,
+        "digest": episode_digest(loaded), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "shard": list(options.shard) if options.shard else None,
+    })

@@ -41,6 +41,11 @@ DOWN_S = 30.0
 """How long a server marked down receives no new episodes (then it is tried again)."""
 HEALTH_POLL_S = 0.25
 WARMED_KEYS = 65536
+OUTAGE_WAIT_S = 600.0
+"""Default of how long a request waits for a server to come back when every server is down."""
+OUTAGE_POLL_S = 1.0
+OUTAGE_FAULTS = frozenset({"timeout", "connection", "disconnected", "http_5xx"})
+"""Failure kinds after which a request checks whether every server is down (an outage) and waits."""
 SERVER_FAULTS = frozenset({"timeout", "connection", "torn", "http_5xx"})
 """Failure kinds that say something about the server's health: not 429, bad requests, or a
 disconnection before any answer (what an idle keep-alive connection closed by the server gives)."""
@@ -87,6 +92,8 @@ class EngineStats:
     """Prompt tokens the warm-up requests made the server compute (not reported as cached)."""
     trimmed_output_ids: int = 0
     """Responses whose ``output_ids`` overlapped the prompt (a known SGLang bug) and were trimmed."""
+    outage_waits: int = 0
+    """Requests that found every server down and waited for one to come back."""
     errors: Counter[str] = field(default_factory=Counter)
     """Failed attempts by kind."""
     servers: dict[str, ServerStats] = field(default_factory=dict)
@@ -220,10 +227,14 @@ class HTTPEngine(EngineLifecycle):
         health_timeout_s: float,
         api_key_env: str | None,
         max_stop_strings: int | None = None,
+        outage_wait_s: float = OUTAGE_WAIT_S,
     ) -> None:
         self.name = name
         self.max_stop_strings = max_stop_strings
         """Stop strings the server accepts (``None``: any number); the rest are applied here."""
+        self.outage_wait_s = outage_wait_s
+        self.waiting: Counter[str] = Counter()
+        """Requests now waiting out an outage, under the engine's name (a runner may share one Counter)."""
         self.tokenizer = tokenizer
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
@@ -273,14 +284,20 @@ class HTTPEngine(EngineLifecycle):
         try:
             if self._wants_warmup(ctx):
                 await self._warm(self._route(ctx.episode_id), request)
-            attempt = 0
+            attempt, outage_until = 0, None
             while True:
                 server = self._route(ctx.episode_id)
                 try:
                     completion = await self._send(server, request, f"{_rid()}-{attempt}", warmup=False)
                     break
                 except EngineError as e:
-                    if not e.retryable or attempt == self.retries:
+                    outage = None
+                    if e.retryable and getattr(e, "kind", None) in OUTAGE_FAULTS:
+                        outage_until = outage_until or time.monotonic() + self.outage_wait_s
+                        outage = await self._ride_out_outage(outage_until)
+                        if outage == "back":  # every server was down and one came back: not this request's fault
+                            continue
+                    if not e.retryable or attempt == self.retries or outage == "over":
                         stats.failed += 1
                         raise EngineError(
                             f"{e} (server {server.url}, {attempt + 1} attempt{'s' * (attempt > 0)})",
@@ -409,6 +426,27 @@ class HTTPEngine(EngineLifecycle):
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _ride_out_outage(self, until: float) -> str:
+        """After a server fault: ``"up"`` when some server answers its health check (no outage);
+        else wait for one until ``until``: ``"back"`` when one returned, ``"over"`` when time ran out."""
+        if await self._any_healthy():
+            return "up"
+        self.waiting[self.name] += 1
+        self.stats.outage_waits += 1
+        try:
+            while time.monotonic() < until:
+                await asyncio.sleep(min(OUTAGE_POLL_S, max(0.0, until - time.monotonic())))
+                if await self._any_healthy():
+                    for server in self.servers:
+                        server.down_until, server.failures = 0.0, 0
+                    return "back"
+            return "over"
+        finally:
+            self.waiting[self.name] -= 1
+
+    async def _any_healthy(self) -> bool:
+        return any(await asyncio.gather(*(self._healthy(server) for server in self.servers)))
 
     # -- routing --------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import aiohttp
 
 from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
 from collab.engines.http.client import (
+    OUTAGE_WAIT_S,
     HTTPEngine,
     RequestFailed,
     Server,
@@ -59,6 +60,7 @@ class OpenAIEngine(HTTPEngine):
         max_stop_strings: int | None = 4,
         cache_block: int | None = None,
         stream: bool = False,
+        outage_wait_s: float = OUTAGE_WAIT_S,
     ) -> None:
         """``url``: the server (with or without ``/v1``); ``model``: the served model name, also the
         tokenizer source unless ``tokenizer`` names one (a hub id, a folder or a ``.gguf`` file);
@@ -79,6 +81,7 @@ class OpenAIEngine(HTTPEngine):
             health_timeout_s=health_timeout_s,
             api_key_env=api_key_env,
             max_stop_strings=max_stop_strings,
+            outage_wait_s=outage_wait_s,
         )
         self.model = model
         self.stream = stream

@@ -15,6 +15,7 @@ import aiohttp
 
 from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
 from collab.engines.http.client import (
+    OUTAGE_WAIT_S,
     HTTPEngine,
     RequestFailed,
     Server,
@@ -71,6 +72,7 @@ class SGLangEngine(HTTPEngine):
         backoff_s: float = 0.5,
         max_connections: int = 4096,
         health_timeout_s: float = 300,
+        outage_wait_s: float = OUTAGE_WAIT_S,
         port: int | None = None,
         launch_args: Sequence[str] = (),
         api_key_env: str | None = None,
@@ -96,6 +98,7 @@ class SGLangEngine(HTTPEngine):
             max_connections=max_connections,
             health_timeout_s=health_timeout_s,
             api_key_env=api_key_env,
+            outage_wait_s=outage_wait_s,
         )
         self.model = model
         self.stream = stream
