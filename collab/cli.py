@@ -98,7 +98,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, waiting=options.waiting)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated,
+                              waiting=options.waiting)
+    options.notify, options.warn = display.notice, display.warn
     try:
         with display:
             result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
@@ -127,10 +129,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     """``collab judge``: re-judge a finished run."""
+    from rich.progress import Progress
+
+    from collab.display.judgement import judgement_view
     from collab.sim.rejudge import rejudge
 
-    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
-    console.print_json(data=summary)
+    with Progress(console=errors, transient=True) as bar:
+        task = bar.add_task("judging episodes", total=None)
+        summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, replace=args.replace,
+                                      progress=lambda done, total: bar.update(task, completed=done, total=total)))
+    if args.json:
+        console.print_json(data=summary)
+    else:
+        console.print(judgement_view(summary), soft_wrap=True)
     return 0
 
 
@@ -235,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("run")
     judge.add_argument("--method", choices=["probe", "answers", "rollouts"], help="default: the scenario's judge block")
     judge.add_argument("--samples", type=positive, help="probes or rollouts per span boundary")
+    judge.add_argument("--replace", action="store_true",
+                       help="make this the run's judgement (default: keep the earlier one, write this one beside it)")
+    judge.add_argument("--json", action="store_true", help="print the judge summary as JSON")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")
@@ -250,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=float, default=150.0, metavar="TOK_S",
                         help="tokens per second (default 150; 0 shows each episode whole)")
     replay.add_argument("--follow", action="store_true",
-                        help="attach to a run being written; show episodes as they end")
+                        help="attach to a run being written; play running episodes as their turns are logged")
     replay.add_argument("--static", action="store_true", help="print the episodes once, without animation")
     replay.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="filter, e.g. correct=false, verdict=derailed, agent=b, tokens=32 (repeat to AND)")

@@ -164,7 +164,7 @@ def test_model_locations(tmp_path: Path) -> None:
     assert locate(str(file)) == (str(tmp_path), "m.Q4.gguf")
     assert locate("owner/repo-GGUF/m.Q4.gguf") == ("owner/repo-GGUF", "m.Q4.gguf")
     assert locate("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
-    with pytest.raises(EngineError, match="not found"):
+    with pytest.raises(EngineError, match="no such file"):
         locate("missing.gguf")
     with pytest.raises(EngineError, match="unknown dtype"):
         pick_dtype("float33", torch.device("cpu"))

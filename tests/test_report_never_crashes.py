@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 from runlog import end_run, start_run, write_episode
 
-from collab.report.plots import AccuracyPoint, accuracy_plot
 from collab.report.figures import point_order
 from collab.report.intervals import wilson
+from collab.report.plots import AccuracyPoint, accuracy_plot
 from collab.report.tables import report
 
 

@@ -26,7 +26,7 @@ class RunContext:
     def load(cls, path: Path, records: list[EpisodeRecord]) -> RunContext:
         """From the run's resolved ``scenario.yaml``; from the episodes themselves where it cannot be read."""
         try:
-            scenario = load(Path(path) / SCENARIO).scenario
+            scenario = load(Path(path) / SCENARIO, files=False).scenario
         except (ScenarioError, OSError):
             return cls.from_records(Path(path).name, records)
         return cls(

@@ -21,8 +21,9 @@ HINTS = "n/→ next · p/← previous · space pause · s skip · ↑↓ scroll 
 class Player:
     """Plays the selected episodes of a run one after another, token by token at ``speed`` tokens/s.
 
-    ``speed <= 0`` shows each episode whole at once. New episodes from ``log.poll()`` join the
-    playlist (``--follow``); ``start`` names the episode (an id prefix) to begin with.
+    ``speed <= 0`` shows each episode whole at once. With ``follow`` the playlist also holds the
+    episodes still running: their spans play as they are logged, and the player waits at the end of
+    one until its next span or its end arrives. ``start`` names the episode (an id prefix) to begin with.
     """
 
     def __init__(self, log: LogTail, context: RunContext, wheres: list[Where], speed: float,
@@ -48,7 +49,7 @@ class Player:
     def refresh(self) -> None:
         """Take in newly finished episodes, keeping the current one on screen."""
         current = self.current
-        self.playlist = select(self.log.records(), self.wheres)
+        self.playlist = select(self.log.records(in_flight=self.follow), self.wheres)
         ids = [r.id for r in self.playlist]
         if self.start is not None:
             found = find(self.playlist, self.start)
@@ -105,9 +106,16 @@ class Player:
 
     @property
     def finished(self) -> bool:
-        """The current episode is fully shown."""
+        """The current episode is fully shown (a running one is not finished while it runs)."""
         record = self.current
-        return record is None or self.cursor.spans >= len(record.spans)
+        return record is None or (self.cursor.spans >= len(record.spans) and not self.waiting)
+
+    @property
+    def waiting(self) -> bool:
+        """The current episode is running and everything it logged so far is shown."""
+        record = self.current
+        return (record is not None and record.end is None and self.follow and not self.log.ended
+                and self.cursor.spans >= len(record.spans))
 
     @property
     def done(self) -> bool:
@@ -118,8 +126,12 @@ class Player:
     def tick(self, dt: float) -> None:
         """Advance the clock by ``dt`` seconds."""
         record = self.current
-        if self.paused or record is None:
+        if self.waiting:
+            self._progress = 0.0  # the next span starts from its first token when it arrives
+        if self.paused or record is None or self.waiting:
             return
+        if self.speed <= 0:  # whole: a running episode's new spans show at once
+            self.cursor = Cursor(len(record.spans))
         if self.finished:
             self._held += dt
             if self._held >= HOLD_S and self.index + 1 < len(self.playlist):
@@ -150,7 +162,7 @@ class Player:
         """The screen for a terminal ``height`` lines high (None: unbounded)."""
         record = self.current
         if record is None:
-            waiting = "waiting for episodes to finish…" if self.follow else "no episode matches"
+            waiting = "waiting for episodes…" if self.follow else "no episode matches"
             if self.start is not None:
                 waiting = f"waiting for episode {self.start}…"
             return Panel(Text.assemble((f"{self.context.name}: {waiting}\n", "bold"), self.status()), height=height)

@@ -176,3 +176,10 @@ class EngineLifecycle:
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
         await self.aclose()
+
+
+def generated_tokens(engine: object) -> int | None:
+    """Tokens ``engine`` has generated since it opened, counted while requests run where the engine
+    can (``generated_tokens``); ``None`` for engines that do not count."""
+    count = getattr(engine, "generated_tokens", None)
+    return count if isinstance(count, int) else None

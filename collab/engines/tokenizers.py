@@ -70,19 +70,27 @@ def load_tokenizer(path: str, *, gguf_file: str | None = None, thinking: bool | 
     return HFTokenizer(hf, key=f"{type(hf).__name__}:{len(hf)}:{digest}", thinking=thinking)
 
 
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` names a file or folder rather than a hub id (``owner/name``)."""
+    return (model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+            or model.count("/") > (2 if model.endswith(".gguf") else 1))
+
+
 def locate(model: str) -> tuple[str, str | None]:
     """``(folder or hub id, GGUF file name)`` for a hub id, a local folder, or a ``.gguf`` file.
 
-    A ``.gguf`` path that is not a local file is read as ``owner/repo/file.gguf`` on the hub.
+    A ``.gguf`` name that is not a path is read as ``owner/repo/file.gguf`` on the hub.
     """
+    path = Path(model).expanduser()
+    if looks_like_path(model):
+        if not path.exists():
+            raise EngineError(f"no such file or folder: {model}", retryable=False)
+        return (str(path.parent), path.name) if path.is_file() else (str(path), None)
     if not model.endswith(".gguf"):
         return model, None
-    path = Path(model).expanduser()
-    if path.is_file():
-        return str(path.parent), path.name
     parts = model.split("/", 2)
     if len(parts) < 3:
-        raise EngineError(f"GGUF file not found: {model}", retryable=False)
+        raise EngineError(f"no such file: {model} (a hub GGUF is named owner/repo/file.gguf)", retryable=False)
     return "/".join(parts[:2]), parts[2]
 
 

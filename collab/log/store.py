@@ -20,6 +20,7 @@ from collab.events import (
     RunEnd,
     RunStart,
     SpanEvent,
+    TurnEvent,
     parse_event,
 )
 from collab.log.lock import LOCK, LockHeld, RunLock
@@ -66,6 +67,11 @@ class EpisodeRecord:
         if self.end is None:
             raise StoreError(f"episode {self.id} has not ended")
         return self.end
+
+    @property
+    def turns(self) -> list[TurnEvent]:
+        """The spans models wrote, in trace order."""
+        return [span for span in self.spans if isinstance(span, TurnEvent)]
 
     @property
     def last_writer(self) -> str | None:

@@ -55,6 +55,9 @@ class LogTail:
         elif isinstance(event, EpisodeEnd) and record is not None:
             self.finished.append(record.id)
 
-    def records(self) -> list[EpisodeRecord]:
-        """Finished episodes in the order they ended."""
-        return [self.episodes[key] for key in self.finished]
+    def records(self, in_flight: bool = False) -> list[EpisodeRecord]:
+        """Finished episodes in the order they ended; with ``in_flight``, then the running ones in the
+        order they started (their records grow as their spans are logged)."""
+        done = [self.episodes[key] for key in self.finished]
+        running = [record for record in self.episodes.values() if record.end is None] if in_flight else []
+        return done + running

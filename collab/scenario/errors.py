@@ -25,7 +25,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file  # line 0: a --set override
         text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 

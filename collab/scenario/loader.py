@@ -71,12 +71,22 @@ class Source:
     data: Any
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """The places ``--set`` overrides wrote, with the override as given."""
 
     def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> Problem:
         """A problem at the place of ``loc`` in the file."""
         path = data_path(self.data, loc) if not at_key else loc
+        return self.place(path, dotted(path), message, at_key=at_key)
+
+    def place(self, path: Loc, name: str, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at ``path``: at the ``--set`` that wrote it, else at its line and column in the file."""
+        parts = tuple(str(part) for part in path)
+        written = [text for loc, text in self.overrides.items() if parts[:len(loc)] == loc or loc[:len(parts)] == parts]
+        if written:
+            return Problem(f"--set {written[-1]}", 0, 0, name, message)
         line, column = self.position(path, at_key=at_key)
-        return Problem(self.file, line, column, dotted(path), message)
+        return Problem(self.file, line, column, name, message)
 
     def position(self, path: Loc, *, at_key: bool = False) -> tuple[int, int]:
         """The line and column of ``path`` (of its key when ``at_key``)."""
@@ -186,8 +196,7 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
             item["input"], (dict, list)
         ):
             message += f" (got {item['input']!r})"
-        line, column = source.position(path)
-        problems.append(Problem(source.file, line, column, dotted(path), message))
+        problems.append(source.place(path, dotted(path), message))
     return _unique(problems)
 
 
@@ -260,16 +269,20 @@ def read_text(path: Path) -> str:
 def with_overrides(source: Source, overrides: list[str]) -> Source:
     """Apply ``key=value`` overrides (values parsed as YAML) to a copy of the raw data."""
     data = copy.deepcopy(source.data)
+    written = dict(source.overrides)
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key:
-            raise ScenarioError([Problem("--set", 1, 1, override, "expected key=value")])
+            raise ScenarioError([Problem(f"--set {override}", 0, 0, "", "expected key=value")])
         try:
             value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        except yaml.YAMLError as error:
+            reason = getattr(error, "problem", None) or error
+            problem = Problem(f"--set {override}", 0, 0, key, f"the value is not valid YAML: {reason}")
+            raise ScenarioError([problem]) from None
         try:
             set_path(data, key.strip(), value)
         except (ValueError, IndexError, AttributeError, TypeError):
-            raise ScenarioError([Problem("--set", 1, 1, key, "no such place in the scenario")]) from None
-    return Source(source.file, data, source.values, source.keys)
+            raise ScenarioError([Problem(f"--set {override}", 0, 0, key, "no such place in the scenario")]) from None
+        written[tuple(key.strip().split("."))] = override
+    return Source(source.file, data, source.values, source.keys, written)

@@ -45,6 +45,8 @@ class LocalEngineConfig(Strict):
     thinking: bool | None = None
     cache: bool = True
     cache_budget_mb: float = Field(512, gt=0)
+    threads: int | None = Field(None, ge=1)
+    """CPU threads (default: the idle cores; OMP_NUM_THREADS also sets it)."""
 
 
 class HTTPEngineConfig(Strict):
@@ -333,6 +335,13 @@ class PromptConfig(Strict):
     """The user turn; ``{problem}`` is replaced by the problem text. Default: the bare problem. The words
     around ``{problem}`` are dropped where a model's chat template already carries them (never twice)."""
     system: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _has_problem(cls, template: str) -> str:
+        if "{problem}" not in template:
+            raise ValueError("the template must contain {problem} (where the problem text goes)")
+        return template
 
 
 class PoolFile(Strict):

@@ -10,6 +10,7 @@ from typing import Any
 
 from collab.scenario.checks import check
 from collab.scenario.errors import ScenarioError
+from collab.scenario.files import check_files, check_sweep_path
 from collab.scenario.loader import (
     Source,
     load_source,
@@ -46,13 +47,21 @@ def _sweep_path(data: dict[str, Any], key: str) -> str:
     return key
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> Loaded:
-    """Parse, override, validate and check a scenario and every point of its sweep."""
+def load(path: str | Path, overrides: list[str] | None = None, *, base: Path | None = None,
+         files: bool = True) -> Loaded:
+    """Parse, override, validate and check a scenario and every point of its sweep.
+
+    ``files``: check that the files it names exist, relative to ``base`` (default: its folder); a run
+    folder's copy of a scenario is loaded without (its files were read when it ran).
+    """
     source = with_overrides(load_source(path), overrides or [])
     scenario = validate(source.data, source)
     problems = check(scenario, source)
+    sweep_paths = (check_sweep_path(source.data, key, _sweep_path(source.data, key), source) for key in scenario.sweep)
+    problems += [problem for problem in sweep_paths if problem is not None]
+    missing = check_files(scenario, source, base or Path(path).resolve().parent) if files else []
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(problems + missing)
     points: list[Point] = []
     keys = list(scenario.sweep)
     for combo in itertools.product(*(scenario.sweep[k] for k in keys)):
@@ -77,6 +86,8 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Loaded:
         if problems:
             raise ScenarioError(problems)
         points.append(Point(values, point))
+    if missing:  # after the scenario's own problems: a file is often missing because of them
+        raise ScenarioError(missing)
     return Loaded(Path(path), source, scenario, points)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from collab.engines import Engine
-from collab.engines.base import EngineStartError
+from collab.engines.base import EngineStartError, generated_tokens
 from collab.events import Event, PhaseStart, RunEnd, RunStart
 from collab.judge import AnswerChecker, Probe, judge_episode
 from collab.log.secrets import Scrubber
@@ -45,6 +46,24 @@ async def open_engine(stack: contextlib.AsyncExitStack, engine: Engine,
         raise EngineStartError((scrubber or Scrubber()).text(message)) from None
 
 
+GAUGES = ("max_batch", "cache_tokens", "cache_bytes", "peak_cache_bytes")
+"""Engine statistics that are levels, not counts: a resumed run keeps the larger."""
+
+
+def add_counters(earlier: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """An engine's statistics over a run and its resumptions: counts add up, nested tables too."""
+    total = dict(earlier)
+    for key, value in now.items():
+        before = total.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            total[key] = add_counters(before, value)
+        elif isinstance(value, int | float) and isinstance(before, int | float) and not isinstance(value, bool):
+            total[key] = max(before, value) if key in GAUGES else before + value
+        else:
+            total[key] = value
+    return total
+
+
 def writer_probes(scenario: Scenario, engines: dict[str, Engine]) -> dict[str, Probe]:
     """The scenario's writers as judge probes (the rollouts method continues traces with them)."""
     return {
@@ -59,9 +78,15 @@ class Runner:
 
     def __init__(self, loaded: Loaded, store: RunStore, concurrency: int | None = None,
                  watch: RequestWatcher | None = None, observers: list[Observer] | None = None, *,
-                 waiting: Counter[str] | None = None) -> None:
-        """``waiting``: requests waiting out a server outage per engine, kept current (for displays)."""
+                 waiting: Counter[str] | None = None, generated: dict[str, Callable[[], int | None]] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        """``waiting``: requests waiting out a server outage per engine, kept current (for displays);
+        ``generated``: filled with each engine's count of generated tokens (for displays); ``notify``: told
+        in one line each what the run does before its first episode (loading models)."""
         self.loaded = loaded
+        self.generated = generated if generated is not None else {}
+        self.notify = notify or (lambda text: None)
+        self.resumed = False
         self.waiting = waiting
         self.store = store
         self.watch = watch
@@ -82,6 +107,7 @@ class Runner:
 
         ``per_point``: the engines of each sweep point by name; ``files``: the texts of inject files.
         """
+        self.resumed = resumed
         engines = {id(engine): engine for point in per_point for engine in point.values()}.values()
         for engine in engines:  # engines that wait out outages count their waiting requests here
             if self.waiting is not None and isinstance(getattr(engine, "waiting", None), Counter):
@@ -93,10 +119,11 @@ class Runner:
         """What the engines counted, taken just before they close."""
         self.emit(RunStart(run_id=self.store.path.name, scenario=self.scenario.name,
                            digest=episode_digest(self.loaded), episodes=schedule.planned, resumed=resumed))
+        self.generated.update({e.name: functools.partial(generated_tokens, e) for e in engines})
         try:
             async with contextlib.AsyncExitStack() as stack:
                 manifest = self.store.read_json(MANIFEST) or {}
-                manifest["engines"] = {e.name: await open_engine(stack, e, self.store.scrubber) for e in engines}
+                manifest["engines"] = await self._open(stack, list(engines))
                 self.store.write_json(MANIFEST, manifest)
                 stack.callback(lambda: counters.update({e.name: e.counters() for e in engines}))
                 settings = self.scenario.judge
@@ -123,13 +150,25 @@ class Runner:
             summary = self._finish(status, counters)
         return summary
 
+    async def _open(self, stack: contextlib.AsyncExitStack, engines: list[Engine]) -> dict[str, Any]:
+        """Open the engines for as long as ``stack`` lasts, saying so in one line before and one after."""
+        started = time.perf_counter()
+        self.notify(f"starting engine{'s' * (len(engines) != 1)} {', '.join(e.name for e in engines)} "
+                    "(loading models; a hub model is downloaded on first use)")
+        described = {engine.name: await open_engine(stack, engine, self.store.scrubber) for engine in engines}
+        notes = "; ".join(f"{name}: {info['note']}" for name, info in described.items() if info.get("note"))
+        self.notify(f"engines ready in {time.perf_counter() - started:.1f} s" + (f" ({notes})" if notes else ""))
+        return described
+
     def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
         with contextlib.suppress(StoreError):
             self.emit(RunEnd(run_id=self.store.path.name, status=status))
         self.store.close()
+        earlier = (self.store.read_json(SUMMARY) or {}).get("engines", {}) if self.resumed else {}
         summary = summarize(self.store.episodes())
-        summary["engines"] = {name: stats for name, stats in engines.items() if stats}
+        summary["engines"] = {name: add_counters(earlier.get(name, {}), stats)
+                              for name, stats in engines.items() if stats or earlier.get(name)}
         with contextlib.suppress(StoreError):
             self.store.write_json(SUMMARY, summary)
         return summary

@@ -63,9 +63,9 @@ class Episode:
         """The ``episode.start`` event."""
         spec = self.spec
         return EpisodeStart(
-            episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample,
+            episode_id=spec.id, problem_id=spec.problem.id, source=spec.problem.source, sample=spec.sample,
             point=spec.point.values if spec.stage is None else {}, seed=spec.seed, gold=spec.problem.answer,
-            problem=spec.problem.problem, source=spec.problem.source, prompt=self.trace.user_prompt, stage=spec.stage,
+            problem=spec.problem.problem, prompt=self.trace.user_prompt, stage=spec.stage,
             subsets=list(spec.subsets),
         )
 

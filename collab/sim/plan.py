@@ -11,7 +11,7 @@ from collab.scenario import Loaded, Point, Scenario
 from collab.scenario.seeds import stable_int
 
 SPEED_SETTINGS = ("cache", "cache_budget_mb", "stream", "timeout_s", "retries", "backoff_s", "max_connections",
-                  "health_timeout_s", "latency_s")
+                  "health_timeout_s", "latency_s", "threads")
 """Engine options that change how fast episodes run, not what they are."""
 
 

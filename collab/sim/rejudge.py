@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace as replaced
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,14 +60,18 @@ def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterat
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                     method: Literal["probe", "answers", "rollouts"] | None = None, samples: int | None = None,
                     probes: Mapping[str, Probe] | None = None, system: str | None = None,
-                    concurrency: int = 32) -> dict[str, Any]:
+                    concurrency: int = 32, replace: bool = True,
+                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Re-judge every finished episode of a run that is not running; returns the judge summary.
 
     ``settings``: the scenario's ``judge:`` block (default: defaults with the answers method);
     ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for probe and rollouts (and to
     know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts.
-    The event log is rewritten (old judge events replaced, episode ends regraded), and
-    ``summary.json`` and ``judge.json`` are written.
+    With ``replace`` (or when the run holds no judgement yet) the event log is rewritten (old judge
+    events replaced, episode ends regraded) and ``summary.json`` and ``judge.json`` are written;
+    otherwise the earlier judgement stays the run's and this one goes to ``judge-<method>.json`` and
+    ``judge-<method>.jsonl`` beside it. ``progress(done, total)`` is called as episodes are judged.
+    The summary says where it went (``written``) and whether it ``replaced`` the earlier one.
     """
     settings = settings or JudgeSettings()
     fields = settings.attribution.model_dump()
@@ -78,40 +83,59 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     store = open_run(run_dir)
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
+    done = 0
 
     async def one(record: EpisodeRecord) -> Judgement:
         trace = trace_of(record, system)
         writer = probes.get(trace.last_writer or "")
         thinking = writer is None or writer.engine.tokenizer.think_close is not None
+        nonlocal done
         async with gate:
             try:
-                return await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
-                                           checker=checker, probes=probes, seed=record.start.seed,
-                                           thinking=thinking)
+                judgement = await judge_episode(record.id, trace, record.start.gold, attribution=attribution,
+                                                checker=checker, probes=probes, seed=record.start.seed,
+                                                thinking=thinking)
             except Exception as error:  # this episode stays unjudged; the others go on
-                return Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
+                judgement = Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
+        done += 1
+        if progress is not None:
+            progress(done, len(records))
+        return judgement
 
     store.lock()
     try:
         async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
             results = await asyncio.gather(*(one(r) for r in records.values()))
         judged = dict(zip(records, results, strict=True))
-        store.rewrite(regraded(store.events(), judged))
-        episodes = store.episodes()
-        store.write_json(SUMMARY, summarize(episodes))
+        earlier = any(record.values or record.verdicts for record in records.values())
+        if replace or not earlier:
+            store.rewrite(regraded(store.events(), judged))
+            episodes = store.episodes()
+            store.write_json(SUMMARY, summarize(episodes))
+            written = [store.events_path.name, SUMMARY, JUDGE_SUMMARY]
+        else:
+            episodes = {key: replaced(record, values=[e for e in judged[key].events if isinstance(e, JudgeValue)],
+                                      verdicts=[e for e in judged[key].events if isinstance(e, JudgeVerdict)])
+                        for key, record in records.items()}
+            name = f"judge-{attribution.method}"
+            store.write_text(f"{name}.jsonl", "".join(e.model_dump_json() + "\n" for j in results for e in j.events))
+            written = [f"{name}.json", f"{name}.jsonl"]
         verdicts = summarize_verdicts(episodes.values())
-        summary = {"method": attribution.method, "samples": attribution.samples, **verdicts}
-        store.write_json(JUDGE_SUMMARY, summary)
+        summary = {"method": attribution.method, "samples": attribution.samples, **verdicts,
+                   "judged": len(records), "correct": sum(bool(j.grade.correct) for j in results),
+                   "replaced": replace or not earlier, "written": written}
+        store.write_json(written[-1] if replace or not earlier else written[0], summary)
     finally:
         store.unlock()
     return summary
 
 
 async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] | None = None,
-                  samples: int | None = None) -> dict[str, Any]:
+                  samples: int | None = None, replace: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Re-judge a finished run; probe and rollouts open the run's engines (the answers method needs none)."""
     open_run(run, needs=(MANIFEST,))
-    scenario = load(run / SCENARIO).scenario
+    scenario = load(run / SCENARIO, files=False).scenario
     configured = scenario.judge.attribution.method
     method = method or (configured if configured in ("probe", "rollouts") else "answers")
     engines = {}
@@ -122,4 +146,4 @@ async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] 
                 await stack.enter_async_context(engine)
         probes = writer_probes(scenario, engines)
         return await judge_run(run, settings=scenario.judge, method=method, samples=samples, probes=probes or None,
-                               system=scenario.prompt.system)
+                               system=scenario.prompt.system, replace=replace, progress=progress)

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from collab.log.secrets import Scrubber
 from collab.log.store import MANIFEST, SCENARIO, RunStore, StoreError, is_run
 from collab.scenario import Loaded, load
 from collab.scenario.graph import engines_in_use
-from collab.scenario.loader import load_source
-from collab.scenario.schema import Scenario
+from collab.scenario.loader import load_source, with_overrides
+from collab.scenario.schema import Scenario, ScriptedEngineConfig
 from collab.sim.driver import Observer, Runner
 from collab.sim.plan import episode_digest
 from collab.sim.requests import RequestWatcher
@@ -47,6 +48,12 @@ class RunOptions:
     retry_failed: bool = False
     watch: RequestWatcher | None = None
     """Told when each request leaves for an engine and when it is back (for progress displays)."""
+    generated: dict[str, Callable[[], int | None]] = field(default_factory=dict)
+    """Per engine, its count of generated tokens so far, running requests included (for progress displays)."""
+    notify: Callable[[str], None] | None = None
+    """Told, as one line each, what the run is doing before its first episode (loading models)."""
+    warn: Callable[[str], None] | None = None
+    """Told, as one line each, what the user should know about how the run was set up."""
     waiting: Counter[str] = field(default_factory=Counter)
     """Requests waiting for a server to come back per engine (every server down), kept current."""
     shard: tuple[int, int] | None = None
@@ -63,12 +70,21 @@ def shortcut_overrides(path: Path, options: RunOptions) -> list[str]:
         extra.append(f"dataset.limit={options.limit}")
     if options.samples is not None:
         extra.append(f"samples={options.samples}")
-    engines = (load_source(path).data or {}).get("engines") or {}
+    if options.concurrency is not None:
+        extra.append(f"concurrency={options.concurrency}")
+    engines = with_overrides(load_source(path), options.overrides).data.get("engines") or {}
+    local = {name: config.get("model") for name, config in engines.items()
+             if isinstance(config, dict) and config.get("kind") == "local"}
     for name, config in engines.items():
-        if options.dry_run:
-            extra.append(f"engines.{name}={{kind: scripted}}")
-        elif options.model and isinstance(config, dict) and config.get("kind") == "local":
+        if options.dry_run:  # scripted settings given with --set (latency_s, script) are kept
+            kept = {k: v for k, v in config.items() if k in ScriptedEngineConfig.model_fields} if isinstance(
+                config, dict) else {}
+            extra.append(f"engines.{name}={json.dumps({**kept, 'kind': 'scripted'})}")
+        elif options.model and name in local:
             extra.append(f"engines.{name}.model={json.dumps(options.model)}")
+    if options.model and not options.dry_run and len(set(local.values())) > 1 and options.warn is not None:
+        options.warn(f"note: --model runs {options.model} for every local engine ({', '.join(sorted(local))}), "
+                     "which named different models: their agents now share one model")
     return list(options.overrides) + extra
 
 
@@ -132,7 +148,7 @@ def prepare(path: Path, options: RunOptions) -> tuple[Loaded, Path]:
     """The loaded scenario (with overrides) and the folder its relative paths start from."""
     if options.resume is not None:
         manifest = resumable(options.resume)
-        return load(options.resume / SCENARIO), Path(manifest["base_dir"])
+        return load(options.resume / SCENARIO, files=False), Path(manifest["base_dir"])
     return load(path, shortcut_overrides(path, options)), path.resolve().parent
 
 
@@ -182,7 +198,8 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
         schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
                             sharded=options.shard is not None)
         per_point = build_engines(loaded)
-        runner = Runner(loaded, store, options.concurrency, options.watch, observers, waiting=options.waiting)
+        runner = Runner(loaded, store, options.concurrency, options.watch, observers, waiting=options.waiting,
+                        generated=options.generated, notify=options.notify)
         summary = await runner.run(schedule, per_point, read_inject_files(loaded.scenario, base),
                                    resumed=options.resume is not None)
     except BaseException:

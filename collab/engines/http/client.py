@@ -272,6 +272,11 @@ class HTTPEngine(EngineLifecycle):
 
     # -- public ---------------------------------------------------------------------------
 
+    @property
+    def generated_tokens(self) -> int:
+        """Completion tokens of finished requests (a streamed request counts when it ends)."""
+        return self.stats.completion_tokens
+
     async def generate(self, request: GenerateRequest) -> Completion:
         """One completion, retried with backoff on transient faults; :class:`EngineError` when it fails."""
         if request.n != 1:

@@ -14,12 +14,14 @@ import asyncio
 import functools
 import threading
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from collab.engines.base import Completion, EngineError, EngineLifecycle, GenerateRequest, Tokenizer
 from collab.engines.local.hfcache import Forward, prefix_cacheable
+from collab.engines.local.loading import check_hub, no_progress_bars, pick_threads
 from collab.engines.local.radix import RadixCache
 from collab.engines.local.scheduler import Job, LocalStats, Scheduler
 from collab.engines.tokenizers import load_tokenizer, locate
@@ -63,7 +65,7 @@ class LocalEngine(EngineLifecycle):
 
     def __init__(self, name: str, model: str, tokenizer: str | None = None, device: str = "auto",
                  dtype: str = "auto", thinking: bool | None = None, cache: bool = True,
-                 cache_budget_mb: float = 512) -> None:
+                 cache_budget_mb: float = 512, threads: int | None = None) -> None:
         self.name = name
         self.model_id = model
         self.tokenizer_id = tokenizer
@@ -72,6 +74,8 @@ class LocalEngine(EngineLifecycle):
         self.thinking = thinking
         self.cache_enabled = cache
         self.cache_budget_mb = cache_budget_mb
+        self.threads = threads
+        self.threads_note = ""
         self._tokenizer: Tokenizer | None = None
         self._model: Any = None
         self._scheduler: Scheduler | None = None
@@ -104,6 +108,13 @@ class LocalEngine(EngineLifecycle):
         return asdict(self.stats)
 
     @property
+    def generated_tokens(self) -> int:
+        """Tokens sampled so far, running requests included: one per admitted request, one per decode step."""
+        if self._scheduler is None:
+            return 0
+        return self._scheduler.stats.requests + self._scheduler.stats.decode_tokens
+
+    @property
     def model(self) -> Any:
         """The loaded transformers model (``None`` before :meth:`open`)."""
         return self._model
@@ -125,7 +136,14 @@ class LocalEngine(EngineLifecycle):
         path, gguf = locate(self.model_id)
         tok_path, tok_gguf = locate(self.tokenizer_id) if self.tokenizer_id else (path, gguf)
         device = pick_device(self.device_name)
-        with _LOADING:  # engines opened together must not load (or import transformers' loaders) at once
+        if device.type == "cpu":
+            threads, why = pick_threads(self.threads)
+            torch.set_num_threads(threads)
+            self.threads_note = f"{threads} CPU thread{'s' * (threads != 1)} ({why})"
+        for repo, file in {(path, gguf), (tok_path, tok_gguf)}:
+            if not Path(repo).exists():
+                check_hub(repo, file)
+        with _LOADING, no_progress_bars():  # engines opened together must not load at once
             tokenizer = load_tokenizer(tok_path, gguf_file=tok_gguf, thinking=self.thinking)
             model = load_model(path, gguf, device, pick_dtype(self.dtype_name, device))
         self.attach(model, tokenizer)
@@ -162,6 +180,8 @@ class LocalEngine(EngineLifecycle):
                 "budget_mb": self.cache_budget_mb,
             },
             "max_batch": self._scheduler.max_batch if self._scheduler else None,
+            "threads": torch.get_num_threads() if parameter.device.type == "cpu" else None,
+            "note": f"{self.model_id} on {parameter.device}" + (f", {self.threads_note}" if self.threads_note else ""),
         }
 
     async def aclose(self) -> None:
