@@ -12,7 +12,7 @@ from local_models import CharTokenizer, on_model, smol, tiny_engine
 from collab.engines import build_engine
 from collab.engines.base import EngineError, GenerateRequest
 from collab.engines.local.engine import LocalEngine, locate, pick_dtype
-from collab.engines.local.scheduler import sample
+from collab.engines.local.sampling import sample
 from collab.scenario.schema import LocalEngineConfig
 
 PROMPT = CharTokenizer().render_prompt("what is two plus three")
@@ -76,7 +76,7 @@ def test_sample_respects_top_k_and_top_p() -> None:
 
     def draws(**options: object) -> set[int]:
         request = GenerateRequest([0], 1, **options)  # type: ignore[arg-type]
-        return {sample(logits, request, generator) for _ in range(300)}
+        return {sample(logits[None], [request], [generator])[0] for _ in range(300)}
 
     assert draws(temperature=0.0) == {1}
     assert draws(temperature=1.0) == {0, 1, 2, 3}
