@@ -89,9 +89,9 @@ def test_sample_respects_top_k_and_top_p() -> None:
 def test_batched_sampling_draws_each_row_as_if_alone() -> None:
     torch.manual_seed(0)
     logits = torch.randn(6, 3000) * 4
-    settings = [dict(temperature=0.0), dict(temperature=0.7, top_p=0.95), dict(temperature=1.0),
-                dict(temperature=1.0, top_k=40), dict(temperature=0.9, top_k=300, top_p=0.9),
-                dict(temperature=5.0, top_p=0.999)]  # a nucleus wider than the 256 candidates
+    settings = [{"temperature": 0.0}, {"temperature": 0.7, "top_p": 0.95}, {"temperature": 1.0},
+                {"temperature": 1.0, "top_k": 40}, {"temperature": 0.9, "top_k": 300, "top_p": 0.9},
+                {"temperature": 5.0, "top_p": 0.999}]  # a nucleus wider than the 256 candidates
     requests = [GenerateRequest([0], 1, **options) for options in settings]  # type: ignore[arg-type]
 
     def generators(seed: int) -> list[torch.Generator]:
@@ -108,7 +108,7 @@ def test_batched_sampling_draws_each_row_as_if_alone() -> None:
 
 def test_sampling_follows_the_distribution() -> None:
     probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
-    for options in (dict(temperature=1.0), dict(temperature=1.0, top_k=3), dict(temperature=1.0, top_p=0.65)):
+    for options in ({"temperature": 1.0}, {"temperature": 1.0, "top_k": 3}, {"temperature": 1.0, "top_p": 0.65}):
         request = GenerateRequest([0], 1, **options)  # type: ignore[arg-type]
         generator = torch.Generator().manual_seed(0)
         counts = torch.bincount(torch.tensor([sample(probs.log()[None], [request], [generator])[0]
