@@ -42,7 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collab.engines.base import Completion, GenerateRequest  # noqa: E402
+from collab.engines.base import Completion, EngineLifecycle, GenerateRequest  # noqa: E402
 from collab.engines.local.engine import LocalEngine, LocalStats  # noqa: E402
 from collab.sim import runner  # noqa: E402
 
@@ -56,7 +56,7 @@ LONG_FORM = ("{problem}\n\nWrite a long and detailed explanation: restate the pr
 
 
 @dataclass
-class Recorder:
+class Recorder(EngineLifecycle):
     """Wraps an engine: keeps every request's full token sequence and the simulation's wall time."""
 
     inner: LocalEngine
@@ -73,6 +73,13 @@ class Recorder:
     @property
     def tokenizer(self) -> Any:
         return self.inner.tokenizer
+
+    @property
+    def replicas(self) -> int:
+        return self.inner.replicas
+
+    def counters(self) -> dict[str, Any]:
+        return self.inner.counters()
 
     async def open(self) -> dict[str, Any]:
         info = await self.inner.open()
