@@ -11,7 +11,9 @@ For each batch size B, B different prompts of ``--prompt-tokens`` tokens each ge
 
 Contenders alternate within every repetition; each figure is the median of ``--repeats``. Each dtype
 of ``--dtypes`` loads the model once, in turn. The memory-bandwidth bound on batch-1 decode is the
-measured copy bandwidth over the bytes of weights streamed per token.
+measured copy bandwidth over the bytes of weights streamed per token. On a loaded machine the
+tokens per CPU second of the thread that ran the model (engine thread, bare loop) compare better
+than wall-clock rates.
 
 Usage: python tools/bench_engines.py [--model PATH.gguf] [--dtypes auto float32] [--batches 1 4 16]
            [--prompt-tokens 80] [--new-tokens 96] [--repeats 3] [--threads 2] [--llama-server PATH]
@@ -61,29 +63,31 @@ def prompts(batch: int, length: int, vocab: int, seed: int) -> list[list[int]]:
     return [[rng.randrange(vocab) for _ in range(length)] for _ in range(batch)]
 
 
-async def collab_local(engine: LocalEngine, batch: list[list[int]], new: int) -> float:
+async def collab_local(engine: LocalEngine, batch: list[list[int]], new: int) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of the engine's worker thread)``."""
+    cpu = await engine.call(time.thread_time)
     started = time.perf_counter()
     done = await asyncio.gather(*(engine.generate(GenerateRequest(p, new, temperature=0.0)) for p in batch))
     elapsed = time.perf_counter() - started
     assert all(len(c.token_ids) == new for c in done)
-    return elapsed
+    return elapsed, await engine.call(time.thread_time) - cpu
 
 
-def bare_loop(model: Any, batch: list[list[int]], new: int) -> float:
+def bare_loop(model: Any, batch: list[list[int]], new: int) -> tuple[float, float]:
     """Prefill all prompts in one pass, then one forward pass per token, greedy, transformers' cache."""
     import inspect
 
     from transformers import DynamicCache
 
     cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    started = time.perf_counter()
+    cpu, started = time.thread_time(), time.perf_counter()
     with torch.inference_mode():
         cache = DynamicCache()
         ids = torch.tensor(batch)
         for _ in range(new):
             logits = model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits
             ids = logits[:, -1].argmax(-1, keepdim=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.thread_time() - cpu
 
 
 @contextlib.contextmanager
@@ -114,7 +118,8 @@ async def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise SystemExit(f"llama-server at {url} did not become ready")
 
 
-async def llama_cpp(url: str, batch: list[list[int]], new: int) -> float:
+async def llama_cpp(url: str, batch: list[list[int]], new: int) -> tuple[float, float]:
+    """``(wall seconds, nan)``: the server's CPU time is not measured."""
     body = {"n_predict": new, "temperature": 0.0, "ignore_eos": True, "cache_prompt": False}
     async with aiohttp.ClientSession() as session:
         async def one(prompt: list[int]) -> int:
@@ -126,7 +131,7 @@ async def llama_cpp(url: str, batch: list[list[int]], new: int) -> float:
         counts = await asyncio.gather(*(one(p) for p in batch))
         elapsed = time.perf_counter() - started
     assert all(c == new for c in counts), counts
-    return elapsed
+    return elapsed, float("nan")
 
 
 def copy_bandwidth() -> float:
@@ -143,6 +148,8 @@ def copy_bandwidth() -> float:
 
 async def measure(args: argparse.Namespace) -> None:
     results: dict[tuple[str, int], list[float]] = defaultdict(list)
+    per_cpu: dict[tuple[str, int], list[float]] = defaultdict(list)
+    """Tokens per CPU second of the thread that ran the model (robust on a loaded machine)."""
     weights: dict[str, int] = {}
     labels: list[str] = []
     bandwidth = copy_bandwidth()
@@ -168,19 +175,23 @@ async def measure(args: argparse.Namespace) -> None:
                     if url:
                         timed.append(("llama.cpp", llama_cpp(url, work, args.new_tokens)))
                     for label, run in timed:
-                        results[label, batch].append(batch * args.new_tokens / await run)
-                        print(f"  repeat {repeat + 1}, batch {batch}: {label} {results[label, batch][-1]:.1f} tok/s",
-                              file=sys.stderr)
+                        wall, cpu = await run
+                        results[label, batch].append(batch * args.new_tokens / wall)
+                        per_cpu[label, batch].append(batch * args.new_tokens / cpu)
+                        print(f"  repeat {repeat + 1}, batch {batch}: {label} {results[label, batch][-1]:.1f} tok/s, "
+                              f"{per_cpu[label, batch][-1]:.1f} tok per CPU second", file=sys.stderr)
             await engine.aclose()
             await base.aclose()
     if args.llama_server:
         labels.append("llama.cpp")
-    report(args, results, labels, weights, bandwidth)
+    report(args, results, per_cpu, labels, weights, bandwidth)
 
 
-def report(args: argparse.Namespace, results: dict[tuple[str, int], list[float]], labels: list[str],
-           weights: dict[str, int], bandwidth: float) -> None:
+def report(args: argparse.Namespace, results: dict[tuple[str, int], list[float]],
+           per_cpu: dict[tuple[str, int], list[float]], labels: list[str], weights: dict[str, int],
+           bandwidth: float) -> None:
     median = {key: statistics.median(values) for key, values in results.items()}
+    cpu = {key: statistics.median(values) for key, values in per_cpu.items()}
     print(f"{Path(args.model).name}: {args.prompt_tokens}-token prompts, {args.new_tokens} new tokens greedy, "
           f"{torch.get_num_threads()} torch thread(s), median of {args.repeats}")
     gguf = Path(args.model).stat().st_size if args.model.endswith(".gguf") else 0
@@ -189,15 +200,17 @@ def report(args: argparse.Namespace, results: dict[tuple[str, int], list[float]]
         bounds.append(f"GGUF {gguf / 1e6:.0f} MB -> {bandwidth / gguf:.0f} tok/s")
     print(f"memory copy bandwidth {bandwidth / 1e9:.1f} GB/s; batch-1 decode bound: " + "; ".join(bounds))
     header = "".join(f"{f'batch {b}':>10}" for b in args.batches)
-    print(f"{'generated tok/s':28}{header}")
+    print(f"{'generated tok/s':34}{header}")
     for label in labels:
-        print(f"{label:28}" + "".join(f"{median[label, b]:>10.1f}" for b in args.batches))
+        print(f"{label:34}" + "".join(f"{median[label, b]:>10.1f}" for b in args.batches))
     for dtype in weights:
         local, bare = f"collab local {dtype}", f"bare loop {dtype}"
-        print(f"{f'{local} / bare loop':28}" + "".join(f"{median[local, b] / median[bare, b]:>10.2f}"
+        print(f"{f'{local} / bare loop':34}" + "".join(f"{median[local, b] / median[bare, b]:>10.2f}"
                                                        for b in args.batches))
+        print(f"{'  same, per CPU second':34}" + "".join(f"{cpu[local, b] / cpu[bare, b]:>10.2f}"
+                                                         for b in args.batches))
         if args.llama_server:
-            print(f"{f'{local} / llama.cpp':28}" + "".join(
+            print(f"{f'{local} / llama.cpp':34}" + "".join(
                 f"{median[local, b] / median['llama.cpp', b]:>10.2f}" for b in args.batches))
 
 
