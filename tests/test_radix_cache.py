@@ -9,6 +9,7 @@ import pytest
 import torch
 from local_models import episode, on_model, smol, tiny_engine
 
+from collab.engines.local.batch import Batch
 from collab.engines.local.engine import LocalEngine
 from collab.engines.local.radix import RadixCache
 
@@ -26,9 +27,9 @@ def check(tree: RadixCache, tokens: list[int]) -> int:
     """Match ``tokens`` and verify the K/V handed out; returns the matched length."""
     match = tree.match(tokens)
     if match.length:
-        assert match.kv is not None
+        kv = [torch.cat([part[i] for part in match.parts], dim=-2) for i in range(2 * LAYERS)]
         expected = fake_kv(tokens[: match.length])
-        assert all(torch.equal(a, b) for a, b in zip(match.kv, expected, strict=False))
+        assert all(torch.equal(a, b) for a, b in zip(kv, expected, strict=True))
     tree.release(match)
     return match.length
 
@@ -56,10 +57,12 @@ def test_tree_owns_its_tensors() -> None:
     for t in source:
         t.zero_()  # the request's working cache is reused or mutated in place
     match = tree.match(tokens)
-    assert match.kv is not None
-    for t in match.kv:
-        t.fill_(-1.0)  # and so is the copy handed out
+    batch = Batch(None, LAYERS, 4)  # type: ignore[arg-type]  # no forward pass: only slots
+    slot = batch.open(match.parts)  # the handed-out views are copied into the request's slot
     tree.release(match)
+    for t in batch.kv(slot):
+        assert t.shape[-2] == len(tokens)
+        t.fill_(-1.0)  # and the slot is written in place
     assert check(tree, tokens) == 4
 
 
