@@ -32,7 +32,8 @@ def test_each_request_extends_the_episode_and_cache_changes_nothing(tmp_path: Pa
 
     async def recording(self, request):
         completion = await generate(self, request)
-        requests.setdefault(request.context.episode_id, []).append((list(request.input_ids), completion.token_ids))
+        if request.context.purpose != "rollout":  # the judge's probes branch off the trace; turns extend it
+            requests.setdefault(request.context.episode_id, []).append((list(request.input_ids), completion.token_ids))
         return completion
 
     monkeypatch.setattr(LocalEngine, "generate", recording)
