@@ -285,11 +285,6 @@ class HTTPEngine(EngineLifecycle):
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout_s, sock_read=timeout_s)
 
-    async def open(self) -> dict[str, Any]:
-        """Wait until every server is healthy; describe the engine."""
-        await asyncio.gather(*(self.wait_healthy(s.url + self.wire.health_path, "") for s in self.servers))
-        return {"kind": self.kind, "name": self.name, "urls": [s.url for s in self.servers]}
-
     # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
