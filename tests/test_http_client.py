@@ -123,3 +123,19 @@ async def test_stop_strings_beyond_the_cap_are_applied_on_the_answer() -> None:
     assert wire.calls[0].request.stop == ["x", "y"], "only as many as the server accepts"
     assert (c.text, c.finish_reason, c.matched) == ("alpha beta. ", "stop", ". ")
     assert c.token_ids == list(b"alpha beta. ")
+
+
+@pytest.mark.parametrize(
+    ("ideal", "seen", "prompt", "block", "expected"),
+    [
+        (100, 100, 120, 1, 99),  # the last token seen was sampled, never computed
+        (100, 100, 120, 32, 96),  # whole blocks only
+        (64, 64, 64, 32, 32),  # a prompt's last token is always computed
+        (10, 40, 60, 32, 0),  # diverged early: less than a block
+        (0, 0, 50, 32, 0),  # the episode's first request
+    ],
+)
+def test_block_rounded_ideal(ideal: int, seen: int, prompt: int, block: int, expected: int) -> None:
+    from collab.sim.requests import block_ideal
+
+    assert block_ideal(ideal, seen, prompt, block) == expected
