@@ -89,6 +89,7 @@ class OpenAIWire:
         """Nothing to send: vLLM stops a request when its client disconnects."""
 
     def parse(self, out: Any, request: GenerateRequest, url: str) -> Completion:
+        """Map a completions answer to a :class:`Completion`; refuse one without token ids or finish reason."""
         try:
             choice = out["choices"][0]
             text = choice["text"]
