@@ -61,3 +61,6 @@ class FakeWire:
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
         self.aborted.append(rid)
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        return url not in self.down

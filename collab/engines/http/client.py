@@ -231,6 +231,17 @@ class Wire(Protocol):
         """Ask the server to stop working on ``rid``."""
         ...
 
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether the server at ``url`` is up (its health check answers)."""
+        ...
+
+
+async def answers(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
+    """Whether a GET of ``url`` answers 200."""
+    async with session.get(url, headers=headers) as resp:
+        await resp.read()
+        return resp.status == 200
+
 
 class HTTPEngine(EngineLifecycle):
     """An engine backed by inference servers over HTTP, speaking ``wire``.
@@ -513,9 +524,9 @@ class HTTPEngine(EngineLifecycle):
                 server.stats.marked_down += 1
 
     async def _healthy(self, server: Server) -> bool:
+        check = self.wire.healthy(self.session(), server.url, headers=self.headers())
         try:
-            status, _ = await self.get_json(server.url + self.wire.health_path, timeout_s=min(5.0, self.timeout_s))
-            return status == 200
+            return await asyncio.wait_for(check, min(5.0, self.timeout_s))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 

@@ -20,6 +20,7 @@ from collab.engines.http.client import (
     OUTAGE_WAIT_S,
     HTTPEngine,
     RequestFailed,
+    answers,
     error_message,
     loads,
     normalize_url,
@@ -84,6 +85,9 @@ class OpenAIWire:
                 raise status_error(resp.status, await resp.read(), resp.headers)
             out = await _read_stream(resp) if stream else loads(await resp.read())
         return self.parse(out, request, url)
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        return await answers(session, url + self.health_path, headers)
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
         """Nothing to send: vLLM stops a request when its client disconnects."""

@@ -19,6 +19,7 @@ from collab.engines.http.client import (
     EngineStats,
     HTTPEngine,
     RequestFailed,
+    answers,
     loads,
     normalize_url,
     sse_data,
@@ -152,6 +153,9 @@ class SGLangWire:
             prompt_tokens=prompt_tokens,
             cached_tokens=int(meta.get("cached_tokens") or 0),
         )
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        return await answers(session, url + self.health_path, headers)
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
         timeout = aiohttp.ClientTimeout(total=5.0)
