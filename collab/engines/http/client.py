@@ -225,7 +225,9 @@ class Wire(Protocol):
     async def send(
         self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
         *, headers: dict[str, str], warmup: bool,
-    ) -> Completion: ...  # fmt: skip
+    ) -> Completion:  # fmt: skip
+        """Send one attempt of ``request`` to the server at ``url`` and read its answer."""
+        ...
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
         """Ask the server to stop working on ``rid``."""

@@ -78,6 +78,7 @@ class OpenAIWire:
         self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
         *, headers: dict[str, str], warmup: bool,
     ) -> Completion:  # fmt: skip
+        """POST ``/v1/completions`` (streamed unless a warm-up) and parse the answer."""
         stream = self.stream and not warmup
         body = self.payload(request, stream=stream)
         async with session.post(url + "/v1/completions", json=body, headers={**headers, "X-Request-Id": rid}) as resp:
@@ -87,6 +88,7 @@ class OpenAIWire:
         return self.parse(out, request, url)
 
     async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether ``/v1/models`` answers."""
         return await answers(session, url + self.health_path, headers)
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:

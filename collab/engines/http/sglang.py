@@ -89,6 +89,7 @@ class SGLangWire:
         self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
         *, headers: dict[str, str], warmup: bool,
     ) -> Completion:  # fmt: skip
+        """POST ``/generate`` (streamed when configured, never for a warm-up) and parse the answer."""
         stream = self.stream and not warmup
         body = self.payload(request, rid, stream=stream, seeded=url in self.seeded)
         async with session.post(url + "/generate", json=body, headers=headers) as resp:
@@ -155,9 +156,11 @@ class SGLangWire:
         )
 
     async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether ``/health`` answers."""
         return await answers(session, url + self.health_path, headers)
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
+        """POST ``/abort_request`` for ``rid``."""
         timeout = aiohttp.ClientTimeout(total=5.0)
         async with session.post(url + "/abort_request", json={"rid": rid}, headers=headers, timeout=timeout) as resp:
             await resp.read()
