@@ -1,13 +1,15 @@
 """What the HTTP engines share: one aiohttp session, retries with backoff, sticky routing, warm-up, stats.
 
-:class:`HTTPEngine` owns the plumbing; a subclass says how one attempt is sent and parsed
-(:meth:`HTTPEngine._attempt`). Every failure of an attempt is a :class:`RequestFailed` whose
-``kind`` decides whether to retry and whether it counts against the server's health.
+:class:`HTTPEngine` owns the plumbing; a :class:`Wire` (one per kind of server, in the manner of
+httpx's transports) says how one attempt is sent and read, and how a request is stopped. Every
+failure of an attempt is a :class:`RequestFailed` whose ``kind`` decides whether to retry and
+whether it counts against the server's health.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,7 +20,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
@@ -211,8 +213,40 @@ async def sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield bytes(buf[5:]).strip()
 
 
+class Wire(Protocol):
+    """One kind of server's dialect: how an attempt is sent and its answer read, how a request stops.
+
+    ``send`` raises :class:`RequestFailed` for a bad answer; transport errors (``aiohttp.ClientError``,
+    ``TimeoutError``) may escape it: the engine classifies them.
+    """
+
+    health_path: str
+
+    async def send(
+        self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
+        *, headers: dict[str, str], warmup: bool,
+    ) -> Completion:  # fmt: skip
+        """Send one attempt of ``request`` to the server at ``url`` and read its answer."""
+        ...
+
+    async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
+        """Ask the server to stop working on ``rid``."""
+        ...
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether the server at ``url`` is up (its health check answers)."""
+        ...
+
+
+async def answers(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
+    """Whether a GET of ``url`` answers 200."""
+    async with session.get(url, headers=headers) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
 class HTTPEngine(EngineLifecycle):
-    """Base of the engines that talk to inference servers over HTTP.
+    """An engine backed by inference servers over HTTP, speaking ``wire``.
 
     Routing: each episode sticks to one server (a stable hash of its id); a server that keeps
     failing and fails a health probe is marked down for a while and its episodes move to a live one.
@@ -228,6 +262,7 @@ class HTTPEngine(EngineLifecycle):
         name: str,
         urls: Sequence[str],
         *,
+        wire: Wire,
         tokenizer: Tokenizer,
         timeout_s: float,
         retries: int,
@@ -237,8 +272,10 @@ class HTTPEngine(EngineLifecycle):
         api_key_env: str | None,
         max_stop_strings: int | None = None,
         outage_wait_s: float = OUTAGE_WAIT_S,
+        stats: EngineStats | None = None,
     ) -> None:
         self.name = name
+        self.wire = wire
         self.max_stop_strings = max_stop_strings
         """Stop strings the server accepts (``None``: any number); the rest are applied here."""
         self.outage_wait_s = outage_wait_s
@@ -251,7 +288,7 @@ class HTTPEngine(EngineLifecycle):
         self.max_connections = max_connections
         self.health_timeout_s = health_timeout_s
         self.api_key_env = api_key_env
-        self.stats = EngineStats()
+        self.stats = stats or EngineStats()
         self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in urls]
         self._moved: dict[str, int] = {}
         self._episodes: set[str] = set()
@@ -261,14 +298,19 @@ class HTTPEngine(EngineLifecycle):
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout_s, sock_read=timeout_s)
 
-    # -- the subclass's part --------------------------------------------------------------
+    # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
         """Send one attempt; raise :class:`RequestFailed` on any failure."""
-        raise NotImplementedError
+        try:
+            return await self.wire.send(self.session(), server.url, request, rid, headers=self.headers(), warmup=warmup)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise transport_error(e, self.timeout_s) from None
 
     async def _abort(self, server: Server, rid: str) -> None:
-        """Ask the server to stop working on ``rid`` (best effort)."""
+        """Ask the server to stop working on ``rid`` (best effort: it also drops a request whose client left)."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, RuntimeError, EngineError):
+            await self.wire.abort(self.session(), server.url, rid, headers=self.headers())
 
     # -- public ---------------------------------------------------------------------------
 
@@ -489,14 +531,11 @@ class HTTPEngine(EngineLifecycle):
                 server.stats.marked_down += 1
 
     async def _healthy(self, server: Server) -> bool:
+        check = self.wire.healthy(self.session(), server.url, headers=self.headers())
         try:
-            status, _ = await self.get_json(server.url + self._health_path(), timeout_s=min(5.0, self.timeout_s))
-            return status == 200
+            return await asyncio.wait_for(check, min(5.0, self.timeout_s))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
-
-    def _health_path(self) -> str:
-        return "/health"
 
     # -- warm-up --------------------------------------------------------------------------
 
