@@ -13,6 +13,7 @@ from collab.events import AnyEvent, EpisodeEnd, Event, JudgeValue, JudgeVerdict
 from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
 from collab.judge.values import Probe
+from collab.log.secrets import Scrubber
 from collab.log.store import (
     MANIFEST,
     SCENARIO,
@@ -59,12 +60,13 @@ def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterat
 async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                     method: Literal["probe", "answers", "rollouts"] | None = None, samples: int | None = None,
                     probes: Mapping[str, Probe] | None = None, system: str | None = None,
-                    concurrency: int = 32) -> dict[str, Any]:
+                    concurrency: int = 32, scrubber: Scrubber | None = None) -> dict[str, Any]:
     """Re-judge every finished episode of a run that is not running; returns the judge summary.
 
     ``settings``: the scenario's ``judge:`` block (default: defaults with the answers method);
     ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for probe and rollouts (and to
-    know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts.
+    know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts;
+    ``scrubber``: blanks API keys from what is rewritten.
     The event log is rewritten (old judge events replaced, episode ends regraded), and
     ``summary.json`` and ``judge.json`` are written.
     """
@@ -76,6 +78,8 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     attribution = AttributionSettings.model_validate(fields)
     probes = probes or {}
     store = open_run(run_dir)
+    if scrubber is not None:
+        store.scrubber = scrubber
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
 
@@ -121,5 +125,6 @@ async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] 
             for engine in engines.values():
                 await stack.enter_async_context(engine)
         probes = writer_probes(scenario, engines)
+        names = [name for config in scenario.engines.values() if (name := getattr(config, "api_key_env", None))]
         return await judge_run(run, settings=scenario.judge, method=method, samples=samples, probes=probes or None,
-                               system=scenario.prompt.system)
+                               system=scenario.prompt.system, scrubber=Scrubber.from_env(names))
