@@ -80,6 +80,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     store = open_run(run_dir)
     if scrubber is not None:
         store.scrubber = scrubber
+    store.lock()  # before reading: no writer can add episodes under us
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
 
@@ -95,7 +96,6 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
             except Exception as error:  # this episode stays unjudged; the others go on
                 return Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
 
-    store.lock()
     try:
         async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
             results = await asyncio.gather(*(one(r) for r in records.values()))
