@@ -30,6 +30,9 @@ def test_ctrl_c_at_any_moment(tmp_path: Path, delay: float, presses: int) -> Non
         time.sleep(0.05)
     _, err = process.communicate(timeout=60)
     took = time.monotonic() - pressed
+    if "init_import_site" in err:  # Python itself was still starting: no collab code had run yet
+        assert "collab" not in err, err
+        return
     assert "Traceback" not in err, err
     runs = list(out.iterdir()) if out.exists() else []
     hint = re.search(r"--resume (\S+)", err)
