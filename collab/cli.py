@@ -105,6 +105,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with display:
             result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
     except KeyboardInterrupt:
+        sys.unraisablehook = lambda _: None  # objects closed mid-way by the interrupt may complain as they go
         if options.run_dir is None:
             print("interrupted before any episode finished: nothing was saved", file=sys.stderr)
         else:

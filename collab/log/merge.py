@@ -66,7 +66,6 @@ def _write(target: RunStore, run_id: str, first: RunStore, manifest: dict, runs:
         target.replace(SCENARIO, (first.path / SCENARIO).read_bytes())
     except OSError as error:
         raise StoreError(f"cannot read {first.path / SCENARIO}: {error.strerror or error}") from error
-    target.write_json(MANIFEST, {**manifest, "shard": None, "merged_from": [str(p) for p in runs]})
     target.emit(RunStart(run_id=run_id, scenario=str(manifest.get("scenario", "")), digest=digest,
                          episodes=len(chosen)))
     for episode_id in sorted(chosen):
@@ -77,3 +76,4 @@ def _write(target: RunStore, run_id: str, first: RunStore, manifest: dict, runs:
     target.emit(RunEnd(run_id=run_id, status="ok"))
     target.close()
     target.write_json(SUMMARY, summarize(target.episodes()))
+    target.write_json(MANIFEST, {**manifest, "shard": None, "merged_from": [str(p) for p in runs]})  # last: a run

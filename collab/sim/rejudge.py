@@ -14,6 +14,7 @@ from collab.events import AnyEvent, EpisodeEnd, Event, JudgeValue, JudgeVerdict
 from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
 from collab.judge.values import Probe
+from collab.log.secrets import Scrubber
 from collab.log.store import (
     MANIFEST,
     SCENARIO,
@@ -61,13 +62,15 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                     method: Literal["probe", "answers", "rollouts"] | None = None, samples: int | None = None,
                     probes: Mapping[str, Probe] | None = None, system: str | None = None,
                     concurrency: int = 32, replace: bool = True,
-                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[int, int], None] | None = None,
+                    scrubber: Scrubber | None = None) -> dict[str, Any]:
     """Re-judge every finished episode of a run that is not running; returns the judge summary.
 
     ``settings``: the scenario's ``judge:`` block (default: defaults with the answers method);
     ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for probe and rollouts (and to
     know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts.
-    With ``replace`` (or when the run holds no judgement yet) the event log is rewritten (old judge
+    ``scrubber`` blanks API keys from what is rewritten. With ``replace`` (or when the run holds no
+    judgement yet) the event log is rewritten (old judge
     events replaced, episode ends regraded) and ``summary.json`` and ``judge.json`` are written;
     otherwise the earlier judgement stays the run's and this one goes to ``judge-<method>.json`` and
     ``judge-<method>.jsonl`` beside it. ``progress(done, total)`` is called as episodes are judged.
@@ -81,6 +84,9 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     attribution = AttributionSettings.model_validate(fields)
     probes = probes or {}
     store = open_run(run_dir)
+    if scrubber is not None:
+        store.scrubber = scrubber
+    store.lock()  # before reading: no writer can add episodes under us
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
     done = 0
@@ -102,7 +108,6 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
             progress(done, len(records))
         return judgement
 
-    store.lock()
     try:
         async with AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s) as checker:
             results = await asyncio.gather(*(one(r) for r in records.values()))
@@ -145,5 +150,7 @@ async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] 
             for engine in engines.values():
                 await stack.enter_async_context(engine)
         probes = writer_probes(scenario, engines)
+        names = [name for config in scenario.engines.values() if (name := getattr(config, "api_key_env", None))]
         return await judge_run(run, settings=scenario.judge, method=method, samples=samples, probes=probes or None,
-                               system=scenario.prompt.system, replace=replace, progress=progress)
+                               system=scenario.prompt.system, replace=replace, progress=progress,
+                               scrubber=Scrubber.from_env(names))

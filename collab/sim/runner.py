@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,13 +207,28 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
                                    resumed=options.resume is not None)
     except BaseException:
         if options.resume is None and not store.finished():
-            store.unlock()
-            shutil.rmtree(store.path, ignore_errors=True)
-            options.run_dir = None
+            with sigint_held():  # a second Ctrl-C must not leave half a folder, or a hint to a removed one
+                with contextlib.suppress(StoreError):
+                    store.unlock()
+                shutil.rmtree(store.path, ignore_errors=True)
+                options.run_dir = None
         raise
     finally:
         store.unlock()
     return RunResult(store.path, summary)
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Hold off Ctrl-C (delivered on leaving) in the main thread; elsewhere nothing to hold."""
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _write_new_run(store: RunStore, loaded: Loaded, path: Path | None, base: Path, options: RunOptions) -> None:
