@@ -28,10 +28,12 @@ def relay(out: Path, model: Path, *extra: str) -> Path:
 def test_each_request_extends_the_episode_and_cache_changes_nothing(tmp_path: Path, smol_gguf: Path,
                                                                      monkeypatch) -> None:
     requests: dict[str, list[tuple[list[int], list[int]]]] = {}
+    sent: list[int] = []
     generate = LocalEngine.generate
 
     async def recording(self, request):
         completion = await generate(self, request)
+        sent.append(len(request.input_ids))
         if request.context.purpose != "rollout":  # the judge's probes branch off the trace; turns extend it
             requests.setdefault(request.context.episode_id, []).append((list(request.input_ids), completion.token_ids))
         return completion
@@ -48,7 +50,7 @@ def test_each_request_extends_the_episode_and_cache_changes_nothing(tmp_path: Pa
     assert all(span.extends for r in records.values() for span in r.spans if span.type == "turn")
     assert sum(r.end.cached_tokens for r in records.values()) > 0
     counted = json.loads((cached / "summary.json").read_text())["engines"]["small"]
-    assert counted["requests"] == sum(len(sequence) for sequence in requests.values())
+    assert counted["requests"] == len(sent), "every request, the judge's probes included, is counted"
     assert counted["cached_tokens"] > 0, "counted before the engine closed"
 
     uncached = relay(tmp_path / "uncached", smol_gguf, "--set", "engines.small.cache=false")
