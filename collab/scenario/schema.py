@@ -101,6 +101,8 @@ class ScriptedEngineConfig(Strict):
     default: str | None = None
     thinking: bool = True
     latency_s: float = Field(0.0, ge=0)
+    uncertain: list[str] = ["Wait", "maybe", "again"]
+    """Words whose tokens the engine reports as uncertain when log-probabilities are asked for."""
 
 
 EngineConfig = Annotated[

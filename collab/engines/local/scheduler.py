@@ -27,7 +27,9 @@ from collab.engines.base import (
 )
 from collab.engines.local.batch import Batch
 from collab.engines.local.hfcache import KV, Forward, cache_kv, new_cache
+from collab.engines.local.logprobs import token_logprob
 from collab.engines.local.radix import Match, RadixCache
+from collab.engines.logprobs import TokenLogprob
 
 PREFILL_CHUNK = 512
 """Prompt tokens per forward pass: bounds the attention's working memory on long prompts."""
@@ -113,12 +115,15 @@ class Row:
     out: list[int] = field(default_factory=list)
     finish: FinishType = "length"
     matched: int | str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def advance(self, logits: torch.Tensor, tokenizer: Tokenizer) -> bool:
         """Sample and append the next token; returns whether the sequence is finished."""
         request = self.job.request
         token = sample(logits, request, self.generator)
         self.out.append(token)
+        if request.logprobs is not None:
+            self.logprobs.append(token_logprob(logits, token, request.logprobs))
         if token in self.stop_ids:
             self.finish, self.matched = "stop", token
             return True
@@ -271,6 +276,7 @@ class Scheduler:
         row.job.resolve(Completion(
             text=self.tokenizer.decode(row.out), token_ids=row.out, finish_reason=row.finish, matched=row.matched,
             prompt_tokens=len(row.ids), cached_tokens=row.cached,
+            logprobs=row.logprobs if row.job.request.logprobs is not None else None,
         ))
 
 
