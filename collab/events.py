@@ -85,7 +85,10 @@ class TurnEvent(SpanEvent):
     finish_reason: str = "length"
     matched: int | str | None = None
     trigger: str = ""
-    """Which handoff trigger ended the turn: tokens, stop, thinking, answer, limit, eos."""
+    """Which handoff trigger ended the turn: tokens, stop, thinking, answer, limit, eos, uncertain."""
+    uncertainty: dict[str, Any] | None = None
+    """With an ``uncertain`` trigger: the span's per-token profile and where the trigger fired
+    (see :mod:`collab.sim.uncertainty`)."""
 
 
 class InjectEvent(SpanEvent):

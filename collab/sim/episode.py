@@ -109,6 +109,7 @@ class Episode:
             "always": True,
             "length": outcome.trigger in ("tokens", "limit"),
             "stop": outcome.trigger == "stop",
+            "uncertain": outcome.trigger == "uncertain",
             "thinking_closed": close in self.trace.text,
             "answered": answered,
             "not_answered": not answered,

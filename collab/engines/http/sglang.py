@@ -244,7 +244,7 @@ class SGLangEngine(HTTPEngine):
             matched=matched,
             prompt_tokens=prompt_tokens,
             cached_tokens=int(meta.get("cached_tokens") or 0),
-            logprobs=_logprobs(meta, len(ids)) if "output_token_logprobs" in meta else None,
+            logprobs=_logprobs(meta, len(ids)) if isinstance(meta, dict) and "output_token_logprobs" in meta else None,
         )
 
     async def _abort(self, server: Server, rid: str) -> None:
