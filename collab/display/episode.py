@@ -18,6 +18,7 @@ from collab.display.graph import TopologyView
 from collab.display.style import KIND_BADGES, clean, mark
 from collab.display.tail import Block, Lines, Scroll, Tail
 from collab.display.timeline import Timeline
+from collab.display.uncertainty import uncertainty_strip
 from collab.events import JudgeVerdict, SpanEvent
 from collab.log.store import EpisodeRecord
 from collab.log.verdicts import marked_spans, outcome, values_by_boundary
@@ -87,6 +88,9 @@ class TraceView:
             return text
         text.append(clean(span.text), style)
         text.rstrip()
+        strip = uncertainty_strip(getattr(span, "uncertainty", None))
+        if strip is not None:
+            text.append("\n").append_text(strip)
         return text.append_text(self._boundary(span, values or {}, verdict))
 
     def _label(self, span: SpanEvent) -> Text:

@@ -30,6 +30,7 @@ from collab.log.verdicts import marked_spans, outcome, values_by_boundary
 from collab.report import plots
 from collab.report.paper_tables import paper_tables
 from collab.report.section import Section
+from collab.report.shares import frontier_plot, token_shares
 from collab.report.summary import summarize
 from collab.scenario.sweep import point_label
 
@@ -243,7 +244,7 @@ def stages(run: RunData) -> Section | None:
 
 
 SECTIONS: list[Callable[[RunData], Section | None]] = [
-    overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages,
+    overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages, lambda run: token_shares(run.ok),
 ]
 
 PAPER_TABLES: list[Callable[[dict[str, Any]], list[Section]]] = [paper_tables]
@@ -368,6 +369,8 @@ def draw_plots(runs: list[RunData], names: list[str], folder: Path) -> list[Path
     curves = {name: [c for r in run.ok if (c := _curve(r)) is not None] for name, run in labels.items()}
     if any(curves.values()):
         written.append(plots.value_plot({k: v for k, v in curves.items() if v}, folder / "values.png"))
+    if len(runs) == 1 and (frontier := frontier_plot(runs[0].ok, folder)) is not None:
+        written.append(frontier)
     return written
 
 
