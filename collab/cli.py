@@ -123,7 +123,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_judge(args: argparse.Namespace) -> int:
     from collab.sim.rejudge import rejudge
 
-    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples))
+    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, forks=args.forks))
     console.print_json(data=summary)
     return 0
 
@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("run")
     judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
     judge.add_argument("--samples", type=positive, help="rollouts per span boundary")
+    judge.add_argument("--forks", action="store_true",
+                       help="also fork the handoff boundaries (the scenario's judge.forks, else all, with `same` "
+                            "and every writer)")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")

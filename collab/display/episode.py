@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from collab.display.context import RunContext
+from collab.display.forks import fork_line
 from collab.display.graph import TopologyView
 from collab.display.style import KIND_BADGES, clean, mark
 from collab.display.tail import Block, Lines, Scroll, Tail
@@ -124,6 +125,9 @@ class TraceView:
             line.append(f" {drawn.symbol} {verdict.verdict.upper()} by {clean(who)} ", drawn.badge)
             if verdict.before is not None or verdict.after is not None:
                 line.append(f" {_value(verdict.before)} → {_value(verdict.after)}", f"bold {drawn.colour}")
+        forks = fork_line([f for f in self.record.forks if f.boundary == span.index + 1])
+        if forks is not None:
+            line.append("\n" if line else "").append_text(forks)
         return Text("\n").append_text(line) if line else line
 
 

@@ -15,6 +15,7 @@ from collab.events import (
     EpisodeEnd,
     EpisodeStart,
     Event,
+    ForkEvent,
     JudgeValue,
     JudgeVerdict,
     SpanEvent,
@@ -51,6 +52,7 @@ class EpisodeRecord:
     end: EpisodeEnd | None = None
     values: list[JudgeValue] = field(default_factory=list)
     verdicts: list[JudgeVerdict] = field(default_factory=list)
+    forks: list[ForkEvent] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -99,6 +101,8 @@ def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, Epi
             record.values.append(event)
         elif isinstance(event, JudgeVerdict):
             record.verdicts.append(event)
+        elif isinstance(event, ForkEvent):
+            record.forks.append(event)
     for record in episodes.values():  # judge events about spans the episode does not have (a hand edit)
         record.values = [v for v in record.values if v.boundary <= len(record.spans)]
         record.verdicts = [v for v in record.verdicts if v.span is None or v.span < len(record.spans)]

@@ -8,6 +8,7 @@ from pathlib import Path
 from collab.events import (
     EpisodeEnd,
     EpisodeStart,
+    ForkEvent,
     JudgeValue,
     JudgeVerdict,
     RunEnd,
@@ -71,6 +72,8 @@ class LogTail:
                 record.values.append(event)
             elif isinstance(event, JudgeVerdict):
                 record.verdicts.append(event)
+            elif isinstance(event, ForkEvent):
+                record.forks.append(event)
 
     def records(self) -> list[EpisodeRecord]:
         """Finished episodes in the order they ended."""

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from collab.log.store import EpisodeRecord
+from collab.report.forks import fork_cost
 from collab.report.paper import twin_tests
 
 
@@ -94,6 +95,8 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     tables = twin_tests(ok)
     if tables:
         summary["twin_tests"] = tables
+    if (cost := fork_cost(ok)) is not None:
+        summary["forks"] = cost
     return summary
 
 

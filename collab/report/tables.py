@@ -29,6 +29,7 @@ from collab.log.store import (
 from collab.log.verdicts import marked_spans, outcome, values_by_boundary
 from collab.report import plots
 from collab.report.paper_tables import paper_tables
+from collab.report.forks import fork_table
 from collab.report.section import Section
 from collab.report.shares import frontier_plot, token_shares
 from collab.report.summary import summarize
@@ -245,6 +246,7 @@ def stages(run: RunData) -> Section | None:
 
 SECTIONS: list[Callable[[RunData], Section | None]] = [
     overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages, lambda run: token_shares(run.ok),
+    lambda run: fork_table(run.ok),
 ]
 
 PAPER_TABLES: list[Callable[[dict[str, Any]], list[Section]]] = [paper_tables]

@@ -40,6 +40,8 @@ class Episode:
     """Tokens written and injected so far (seeded context does not count)."""
     ledger: CacheLedger = field(default_factory=CacheLedger)
     last_writer: str | None = None
+    nodes: list[str] = field(default_factory=list)
+    """The graph node of each span of the trace."""
 
     def __post_init__(self) -> None:
         scenario = self.scenario
@@ -75,6 +77,8 @@ class Episode:
         taken: dict[int, int] = {}
         while True:
             outcome = await turn_at(scenario, node).take(self, node)
+            if outcome.span is not None:
+                self.nodes.append(node)
             turns += 1
             if outcome.eos:
                 return "answer"
