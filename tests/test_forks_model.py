@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from local_models import smol  # noqa: F401  (sets torch to one thread: much faster on a shared machine)
 
 from collab.cli import main
 from collab.engines.base import Completion, GenerateRequest

@@ -31,8 +31,8 @@ def _groups(records: list[EpisodeRecord]) -> dict[str, list[EpisodeRecord]]:
     return dict(groups)
 
 
-def _frontier(records: list[EpisodeRecord]) -> tuple[list[str], dict[str, tuple[int, int, Counter[str]]]]:
-    """Writers (more than one, else nothing to share) and per point: correct, judged, tokens per agent."""
+def _frontier(records: list[EpisodeRecord]) -> tuple[list[str], dict[str, tuple[int, int, int, Counter[str]]]]:
+    """Writers, and per point: episodes, correct, judged, and generated tokens per agent."""
     agents = sorted({a for r in records for a in _sum(r)})
     rows = {}
     for label, group in _groups(records).items():
@@ -40,7 +40,7 @@ def _frontier(records: list[EpisodeRecord]) -> tuple[list[str], dict[str, tuple[
         for record in group:
             tokens.update(_sum(record))
         judged = [r for r in group if r.end is not None and r.end.correct is not None]
-        rows[label] = (sum(bool(r.end and r.end.correct) for r in judged), len(judged), tokens)
+        rows[label] = (len(group), sum(bool(r.end and r.end.correct) for r in judged), len(judged), tokens)
     return agents, rows
 
 
@@ -50,9 +50,8 @@ def token_shares(records: list[EpisodeRecord]) -> Section | None:
     if len(agents) < 2:
         return None
     table = []
-    for label, (correct, judged, tokens) in rows.items():
+    for label, (episodes, correct, judged, tokens) in rows.items():
         total = sum(tokens.values())
-        episodes = len(_groups(records)[label])
         cells = [f"{tokens[a] / episodes:.0f} ({tokens[a] / total:.0%})" if total else "-" for a in agents]
         table.append([label, str(episodes), f"{correct / judged:.1%}" if judged else "-", *cells])
     return Section("Tokens written per agent", ["point", "episodes", "accuracy",
@@ -73,6 +72,6 @@ def frontier_plot(records: list[EpisodeRecord], folder: Path) -> Path | None:
         series[agent] = [
             plots.AccuracyPoint(label, tokens[agent] / sum(tokens.values()) if tokens else None,
                                 correct / judged if judged else None, None, None)
-            for label, (correct, judged, tokens) in rows.items()
+            for label, (_, correct, judged, tokens) in rows.items()
         ]
     return plots.accuracy_plot(series, "share of generated tokens written by the helper", folder / "frontier.png")
