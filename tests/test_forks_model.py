@@ -14,7 +14,9 @@ from collab.engines.local.engine import LocalEngine
 from collab.log.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
-FORKS = "judge.forks={at: all, alternatives: [same, c], samples: 2, max_tokens: 24, answer_tokens: 8}"
+FORKS = "judge.forks={at: all, alternatives: [same, b], samples: 2, max_tokens: 24, answer_tokens: 8}"
+"""Alternatives that sample at temperature 0.6 and 0.9: the unique-token count merges identical samples, which
+every engine computes once per sample (agent c, at 0.3, often draws the same 24 tokens twice)."""
 
 
 def unique_tokens(sequences: list[list[int]]) -> int:

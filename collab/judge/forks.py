@@ -18,6 +18,7 @@ from collab.events import ForkEvent
 from collab.judge.answers import AnswerChecker, Grade, response_text
 from collab.judge.values import FORCE_ANSWER, Probe
 from collab.scenario.judging import ForkSettings
+from collab.scenario.seeds import stable_int
 from collab.trace import Span, Trace
 
 SAME = "same"
@@ -86,7 +87,7 @@ class _Forks:
         engine, tokenizer = probe.engine, probe.engine.tokenizer
         b = fork.boundary.index
         sampling = Sampling(probe.temperature, probe.top_p, probe.top_k)
-        seed = ((probe.seed if probe.seed is not None else self.seed) * 1_000_003 + b * 1009 + k) % 2**31
+        seed = stable_int(probe.seed if probe.seed is not None else self.seed, "fork", b, fork.agent, k)
         context = RequestContext(self.episode_id, fork.agent, b, "rollout")
         ids = self.prefix(probe, b)
         try:
@@ -117,9 +118,11 @@ class _Forks:
     async def run(self, found: list[Boundary]) -> list[ForkEvent]:
         forks = []
         for boundary in found:
+            taken = set()  # `same` and an agent's own name may name one agent: it is forked once
             for label in self.settings.alternatives:
                 agent = boundary.previous if label == SAME else label
-                if agent is not None and agent in self.probes:
+                if agent is not None and agent in self.probes and agent not in taken:
+                    taken.add(agent)
                     forks.append(_Fork(boundary, label, agent))
         jobs = sorted(((f, k) for f in forks for k in range(self.settings.samples)),
                       key=lambda job: -job[0].boundary.index)
