@@ -30,6 +30,7 @@ INTERRUPTED = 130
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """``collab validate``: check scenarios, print their problems."""
     status = 0
     for path in args.paths:
         try:
@@ -60,13 +61,15 @@ def unreadable_files(loaded: Loaded, base: Path) -> list[str]:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from collab.scenario.graph import draw
+    """``collab graph``: draw a scenario's turn graph."""
+    from collab.scenario.drawing import draw
 
     console.print(draw(load(args.path, args.set).scenario), markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    """``collab new``: write a scenario from a template."""
     from collab.scenario.templates import write_template
 
     written = write_template(args.template, Path(args.path))
@@ -76,6 +79,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``collab simulate``: run or resume a scenario with a progress display."""
     from collab.display.progress import ProgressDisplay
     from collab.sim.runner import RunOptions, parse_shard, simulate
 
@@ -94,11 +98,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
-    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, waiting=options.waiting)
+    display = ProgressDisplay(errors, quiet=args.quiet, in_flight=in_flight, generated=options.generated,
+                              waiting=options.waiting)
+    options.notify, options.warn = display.notice, display.warn
     try:
         with display:
             result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
     except KeyboardInterrupt:
+        sys.unraisablehook = lambda _: None  # objects closed mid-way by the interrupt may complain as they go
         if options.run_dir is None:
             print("interrupted before any episode finished: nothing was saved", file=sys.stderr)
         else:
@@ -110,7 +117,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     staged = sum(a["episodes"] for stage in summary.get("stages", {}).values() for a in stage.values())
     console.print(
         (f"{staged} stage episodes; " if staged else "")
-        + f"{summary['ok']} episodes ok, {summary['failed']} failed, accuracy "
+        + f"{summary['ok']} episodes ok, {summary['failed']} failed, "
+        + (f"{summary['skipped']} skipped, " if summary.get("skipped") else "") + "accuracy "
         f"{'-' if accuracy is None else f'{accuracy:.1%}'}", markup=False, highlight=False,
     )
     if staged and not summary["episodes"]:
@@ -121,20 +129,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
+    """``collab judge``: re-judge a finished run."""
+    from rich.progress import Progress
+
+    from collab.display.judgement import judgement_view
     from collab.sim.rejudge import rejudge
 
-    summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, forks=args.forks))
-    console.print_json(data=summary)
+    with Progress(console=errors, transient=True) as bar:
+        task = bar.add_task("judging episodes", total=None)
+        summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, replace=args.replace,
+                                      forks=args.forks,
+                                      progress=lambda done, total: bar.update(task, completed=done, total=total)))
+    if args.json:
+        console.print_json(data=summary)
+    else:
+        console.print(judgement_view(summary), soft_wrap=True)
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``collab serve``: launch the servers a scenario's engines need."""
     from collab.engines.http.serve import main as serve
 
     return serve(load(args.path, args.set).scenario.engines)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    """``collab merge``: merge the shards of a run into one run."""
     from collab.log.merge import merge
 
     path = merge([Path(run) for run in args.runs], Path(args.out))
@@ -143,6 +164,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    """``collab replay``: play a run's episodes in the terminal."""
     from collab.display.replay import ReplayOptions, replay
     from collab.log.select import SelectError
 
@@ -156,12 +178,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """``collab report``: tables, report.md and plots of runs."""
     from collab.report.tables import report
 
     return report([Path(args.run), *map(Path, args.compare)], Path(args.out) if args.out else None, console)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``collab show``: one episode, whole or as HTML."""
     from collab.display.show import show
     from collab.log.select import SelectError
 
@@ -184,6 +208,7 @@ def positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="collab", description="Multi-agent collaboration on one reasoning trace.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -221,8 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")
-    judge.add_argument("--method", choices=["answers", "rollouts"], help="default: the scenario's judge block")
-    judge.add_argument("--samples", type=positive, help="rollouts per span boundary")
+    judge.add_argument("--method", choices=["probe", "answers", "rollouts"], help="default: the scenario's judge block")
+    judge.add_argument("--samples", type=positive, help="probes or rollouts per span boundary")
+    judge.add_argument("--replace", action="store_true",
+                       help="make this the run's judgement (default: keep the earlier one, write this one beside it)")
+    judge.add_argument("--json", action="store_true", help="print the judge summary as JSON")
     judge.add_argument("--forks", action="store_true",
                        help="also fork the handoff boundaries (the scenario's judge.forks, else all, with `same` "
                             "and every writer)")
@@ -240,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--episode", metavar="ID", help="episode id (or prefix) to show or start from")
     replay.add_argument("--speed", type=float, default=150.0, metavar="TOK_S",
                         help="tokens per second (default 150; 0 shows each episode whole)")
-    replay.add_argument("--follow", action="store_true", help="attach to a run being written; show episodes as they end")
+    replay.add_argument("--follow", action="store_true",
+                        help="attach to a run being written; play running episodes as their turns are logged")
     replay.add_argument("--static", action="store_true", help="print the episodes once, without animation")
     replay.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="filter, e.g. correct=false, verdict=derailed, agent=b, tokens=32 (repeat to AND)")
@@ -258,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
         return args.handler(args)

@@ -7,18 +7,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-
 Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 """A value in [0, 1]; a hand-edited NaN or 2.0 makes its line unreadable (skipped), not a crash."""
 Index = Annotated[int, Field(ge=0)]
 
 
 class Event(BaseModel):
+    """What every logged event has: its time."""
+
     model_config = ConfigDict(extra="allow")
     t: float = Field(default_factory=time.time, allow_inf_nan=False)
 
 
 class RunStart(Event):
+    """A run (or a resumed run) starts."""
+
     type: Literal["run.start"] = "run.start"
     run_id: str
     scenario: str
@@ -35,12 +38,16 @@ class PhaseStart(Event):
 
 
 class RunEnd(Event):
+    """A run ends: ok, interrupted or failed."""
+
     type: Literal["run.end"] = "run.end"
     run_id: str
     status: Literal["ok", "interrupted", "failed"] = "ok"
 
 
 class EpisodeStart(Event):
+    """An episode starts: its problem, sweep point, seed and prompt."""
+
     type: Literal["episode.start"] = "episode.start"
     episode_id: str
     problem_id: str
@@ -49,6 +56,8 @@ class EpisodeStart(Event):
     seed: int
     gold: str | None = None
     problem: str = ""
+    source: str = ""
+    """The benchmark the problem comes from (e.g. math500, aime24), for per-benchmark tables."""
     prompt: str = ""
     stage: str | None = None
     subsets: list[str] = []
@@ -72,6 +81,8 @@ class SpanEvent(Event):
 
 
 class TurnEvent(SpanEvent):
+    """A writer's turn: its text and ids, the engine and the cache accounting."""
+
     type: Literal["turn"] = "turn"
     engine: str
     server: str | None = None
@@ -92,17 +103,24 @@ class TurnEvent(SpanEvent):
 
 
 class InjectEvent(SpanEvent):
+    """An injector's text."""
+
     type: Literal["inject"] = "inject"
 
 
 class SeedEvent(SpanEvent):
+    """A seed turn's prefix of a pool trajectory."""
+
     type: Literal["seed"] = "seed"
 
 
 class EpisodeEnd(Event):
+    """An episode ends: why, its totals, and its grade."""
+
     type: Literal["episode.end"] = "episode.end"
     episode_id: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "skipped"]
+    """skipped: the episode's condition cannot be built for its problem (e.g. an empty cut); ``error`` says why."""
     error: str | None = None
     answer: str | None = None
     correct: bool | None = None
@@ -120,6 +138,8 @@ class EpisodeEnd(Event):
 
 
 class JudgeValue(Event):
+    """The judge's estimate of the chance of a correct answer at one span boundary."""
+
     type: Literal["judge.value"] = "judge.value"
     episode_id: str
     boundary: Index
@@ -131,6 +151,8 @@ class JudgeValue(Event):
 
 
 class JudgeVerdict(Event):
+    """The judge's verdict on a span (derailed, rescued...) or on the episode."""
+
     type: Literal["judge.verdict"] = "judge.verdict"
     episode_id: str
     span: Index | None = None
@@ -170,15 +192,13 @@ class ForkEvent(Event):
 
 
 AnyEvent = Annotated[
-    RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue | JudgeVerdict
-    | ForkEvent,
+    RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue
+    | JudgeVerdict | ForkEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
-EPISODE_EVENTS = (
-    "episode.start", "turn", "inject", "seed", "episode.end", "judge.value", "judge.verdict", "fork",
-)
 
 
 def parse_event(line: str | bytes) -> AnyEvent:
+    """One log line as its event."""
     return EVENT_ADAPTER.validate_json(line)

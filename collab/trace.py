@@ -11,17 +11,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collab.engines.base import Tokenizer
+from collab.engines.base import THINK_CLOSE, Tokenizer
 
 SpanKind = Literal["generated", "injected", "seeded"]
 Align = Literal["sentence", "paragraph", "token"]
 
-_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n")
+_SENTENCE_END = re.compile(r"(?:[.!?]|\.\)|\$\.)(?=\s)|\n[ \t]*\n")
+"""Punctuation before whitespace, or a blank line; a single line break is not a sentence end."""
 _PARAGRAPH_END = re.compile(r"\n\s*\n")
+_DISPLAY_MATH = re.compile(r"\\\[.*?(?:\\\]|$)|\$\$.*?(?:\$\$|$)|\\begin\{(\w+\*?)\}.*?(?:\\end\{\1\}|$)",
+                           re.DOTALL)
+"""Display math (``\\[ ... \\]``, ``$$ ... $$``, environments), to the end of the text when never closed."""
 
 
 @dataclass
 class Span:
+    """A piece of the trace by one author: generated, injected or seeded text and its ids per tokenizer."""
+
     author: str
     kind: SpanKind
     text: str
@@ -30,6 +36,7 @@ class Span:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def ids_for(self, tokenizer: Tokenizer) -> list[int]:
+        """The span's ids in ``tokenizer``'s vocabulary (tokenized once, then cached)."""
         ids = self.ids.get(tokenizer.key)
         if ids is None:
             ids = self.ids[tokenizer.key] = tokenizer.encode(self.text)
@@ -52,6 +59,7 @@ class Trace:
         self._views: dict[str, _View] = {}
 
     def append(self, span: Span) -> Span:
+        """Add a span at the end."""
         self.spans.append(span)
         return span
 
@@ -69,6 +77,7 @@ class Trace:
         return view.ids
 
     def prompt_length(self, tokenizer: Tokenizer) -> int:
+        """Tokens of the prompt in ``tokenizer``'s chat format."""
         return len(tokenizer.render_prompt(self.user_prompt, self.system))
 
     @property
@@ -81,11 +90,10 @@ class Trace:
         """The trace after the prompt: thinking and answer as one string."""
         return "".join(span.text for span in self.spans)
 
-    def fork(self) -> Trace:
-        """A copy sharing span objects (spans are never mutated but for their id caches)."""
-        other = Trace(self.user_prompt, self.system)
-        other.spans = list(self.spans)
-        return other
+
+def thinking_part(text: str) -> str:
+    """What a written text thinks: all before the first thinking close tag (all of it when there is none)."""
+    return text.split(THINK_CLOSE, 1)[0]
 
 
 def boundary_before(text: str, position: int, align: Align) -> int:
@@ -93,10 +101,12 @@ def boundary_before(text: str, position: int, align: Align) -> int:
     if align == "token" or position >= len(text):
         return min(position, len(text))
     pattern = _SENTENCE_END if align == "sentence" else _PARAGRAPH_END
+    math = [(m.start(), m.end()) for m in _DISPLAY_MATH.finditer(text)]
     best = 0
     for match in pattern.finditer(text, 0, position + 1):
-        if match.end() <= position:
-            best = match.end()
+        end = match.end()
+        if end <= position and not any(start < end < stop for start, stop in math):
+            best = end
     return best
 
 
@@ -113,7 +123,10 @@ def cut(text: str, fraction: float, tokenizer: Tokenizer, align: Align = "senten
     if target >= len(ids):
         return tokenizer.decode(ids), list(ids)
     position = len(tokenizer.decode(ids[:target]))
-    end = boundary_before(tokenizer.decode(ids), position, align)
+    full = tokenizer.decode(ids)
+    end = boundary_before(full, position, align)
+    if end:  # the whitespace after a sentence end may share its token (".\n"): keep it with the sentence
+        end += len(re.match(r"(?:[ \t]*\n)?", full[end:]).group())  # type: ignore[union-attr]
     return token_prefix(ids[:target], tokenizer, end)
 
 
@@ -130,5 +143,6 @@ def token_prefix(ids: list[int], tokenizer: Tokenizer, end: int) -> tuple[str, l
 
 
 def ends_sentence(text: str) -> bool:
-    """Whether ``text`` ends at a sentence boundary (punctuation then whitespace, or a newline)."""
-    return bool(text) and boundary_before(text + " ", len(text), "sentence") == len(text)
+    """Whether a turn ending with ``text`` may hand off there: at a sentence end, or at a line end
+    (a handoff may follow a line break; a cut never stops at a single one)."""
+    return bool(text) and (text.endswith("\n") or boundary_before(text + " ", len(text), "sentence") == len(text))

@@ -76,7 +76,8 @@ def smol(path: Path) -> LocalEngine:
     return engine
 
 
-async def episode(engine: LocalEngine, prompt: str, steps: list[int | str], name: str = "") -> list[tuple[list[int], int]]:
+async def episode(engine: LocalEngine, prompt: str, steps: list[int | str],
+                  name: str = "") -> list[tuple[list[int], int]]:
     """A relay-like episode of greedy turns: an int generates that many tokens, a string is injected.
 
     Returns each turn's ``(token ids, cached tokens)``; every request extends the previous one.

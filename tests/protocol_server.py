@@ -605,6 +605,7 @@ class ProtocolServer:
         if p["return_token_ids"] and self.openai_token_ids:
             choice["token_ids"] = new
         return {"id": f"cmpl-{attempt.rid}", "object": "text_completion", "model": self.model_path, "choices": [choice]}
+
     def _fail(self, request: web.Request, status: int, message: str,
               headers: Mapping[str, str] | None = None) -> web.Response:
         if self.echo_auth:

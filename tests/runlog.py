@@ -40,8 +40,8 @@ def write_episode(store: RunStore, episode_id: str, *, spans: tuple = SPANS, cor
     store.emit(EpisodeStart(episode_id=episode_id, problem_id=f"p-{episode_id}", sample=0, point=point or {},
                             seed=1, gold="4", problem="Two apples [dim]and[/dim] a pear: find x.", t=t))
     for index, (agent, kind, text) in enumerate(spans):
-        common = dict(episode_id=episode_id, index=index, turn=agent, agent=agent, text=text,
-                      tokens=len(text) // 4, t=t + index)
+        common = {"episode_id": episode_id, "index": index, "turn": agent, "agent": agent, "text": text,
+                      "tokens": len(text) // 4, "t": t + index}
         if kind == "turn":
             store.emit(TurnEvent(kind="generated", engine="small", prompt_tokens=40 + 10 * index,
                                  cached_tokens=30 + 10 * index, latency_s=0.5, **common))

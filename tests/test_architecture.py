@@ -53,7 +53,8 @@ def test_every_part_is_checked():
     assert {part for part, _ in modules()} == set(FORBIDDEN)
 
 
-@pytest.mark.parametrize(("part", "path"), modules(), ids=lambda x: str(x.relative_to(PACKAGE)) if isinstance(x, Path) else x)
+@pytest.mark.parametrize(("part", "path"), modules(),
+                         ids=lambda x: str(x.relative_to(PACKAGE)) if isinstance(x, Path) else x)
 def test_imports_follow_the_flow(part: str, path: Path):
     bad = imported_parts(path) & FORBIDDEN[part]
     assert not bad, f"{path.relative_to(PACKAGE)} ({part}/) imports {sorted(bad)}"

@@ -26,10 +26,10 @@ def paths(data: Any, prefix: tuple = ()) -> list[tuple]:
     found = [prefix] if prefix else []
     if isinstance(data, dict):
         for key, value in data.items():
-            found += paths(value, prefix + (key,))
+            found += paths(value, (*prefix, key))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            found += paths(value, prefix + (index,))
+            found += paths(value, (*prefix, index))
     return found
 
 
@@ -75,7 +75,8 @@ def test_structural_mutations(tmp_path: Path, capsys, data) -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(position=st.floats(0, 1), cut=st.integers(1, 6), insert=st.sampled_from(["", ":", "- ", "{", "]", "\t", "&a", "*b"]))
+@given(position=st.floats(0, 1), cut=st.integers(1, 6),
+       insert=st.sampled_from(["", ":", "- ", "{", "]", "\t", "&a", "*b"]))
 def test_textual_mutations(tmp_path: Path, capsys, position: float, cut: int, insert: str) -> None:
     text = (ROOT / "scenarios/relay.yaml").read_text()
     at = int(position * len(text))

@@ -31,7 +31,7 @@ from collab.sim.rejudge import judge_run
 from collab.trace import Span, Trace, cut
 
 GOLD = "42"
-METHODS = ["answers", "rollouts"]
+METHODS = ["probe", "answers", "rollouts"]
 in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 
@@ -46,7 +46,14 @@ def believer(_request: GenerateRequest, text: str) -> str:
     trace = text.split("<think>\n", 1)[1]
     found = re.findall(r"\\boxed\{(\d+)\}", trace)
     answer = found[-1] if found else GOLD
+    if text.endswith(FORCE_ANSWER):  # asked for its final answer (the probe method)
+        return f"{answer}}}$."
     return f"Checking once more.\n</think>\n\nThe answer is $\\boxed{{{answer}}}$."
+
+
+def unknown_first(method: str, expected: list) -> list:
+    """The answers method knows no value before the first committed answer, so judges no span there."""
+    return ["unjudged", *expected[1:]] if method == "answers" else expected
 
 
 def trace_of(*spans: tuple[str, str]) -> Trace:
@@ -77,8 +84,8 @@ async def test_switch_to_wrong_then_fix(method: str, checker: AnswerChecker) -> 
         ("carol", "No: 6*7 = 42.\n</think>\n\nThe answer is $\\boxed{42}$."),
     )
     verdicts, values = await judge(trace, method, checker)
-    assert verdicts == ["neutral", "derailed", "rescued"]
-    assert values == [1.0, 1.0, 0.0, 1.0]
+    assert verdicts == unknown_first(method, ["neutral", "derailed", "rescued"])
+    assert values == [None if method == "answers" else 1.0, 1.0, 0.0, 1.0]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -89,8 +96,8 @@ async def test_switch_to_wrong_kept(method: str, checker: AnswerChecker) -> None
         ("bob", "Hmm, 6*7 = 41.\n</think>\n\nThe answer is $\\boxed{41}$."),
     )
     verdicts, values = await judge(trace, method, checker)
-    assert verdicts == ["neutral", "derailed"]
-    assert values == [1.0, 1.0, 0.0]
+    assert verdicts == unknown_first(method, ["neutral", "derailed"])
+    assert values == [None if method == "answers" else 1.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -101,10 +108,63 @@ async def test_fix_of_a_wrong_start(method: str, checker: AnswerChecker) -> None
         ("bob", "It must be \\boxed{40}.\n"),
         ("alice", "Recheck: 6*7 = 42.\n</think>\n\n\\boxed{42}"),
     )
+    expected = ["unjudged", "unjudged", "rescued"] if method == "answers" else ["neutral", "derailed", "rescued"]
     verdicts, _ = await judge(trace, method, checker)
-    assert verdicts == ["neutral", "derailed", "rescued"]
+    assert verdicts == expected
     verdicts, _ = await judge(trace, method, checker, threshold=1.0)
-    assert verdicts == ["neutral", "derailed", "rescued"]
+    assert verdicts == expected
+
+
+def arithmetic(_request: GenerateRequest, text: str) -> str:
+    """A probe that believes the last result the trace computed (``= N``), else knows the answer."""
+    found = re.findall(r"= (\d+)", text.split("<think>\n", 1)[1])
+    answer = found[-1] if found else "16"
+    return f"{answer}}}$." if text.endswith(FORCE_ANSWER) else f"So it is {answer}.\n</think>\n\n\\boxed{{{answer}}}"
+
+
+@pytest.mark.parametrize("method", ["probe", "rollouts"])
+@in_module_loop
+async def test_the_writer_of_the_wrong_step_is_the_derailer(method: str, checker: AnswerChecker) -> None:
+    """b writes the wrong step, a only states the answer it leads to: b derailed, not the last writer."""
+    trace = Trace("Sam had 19 apples and ate 3. How many are left?")
+    for author, text in [("a", "We need 19 minus 3.\n"), ("b", "So x = 19 − 3 = 18.\n"),
+                         ("a", "</think>\n\nThe answer is $\\boxed{18}$.")]:
+        trace.append(Span(author, "generated", text))
+    engine = ScriptedEngine("probe", responder=arithmetic)
+    judgement = await judge_episode("ep", trace, "16", checker=checker,
+                                    attribution=AttributionSettings(method=method, samples=2),
+                                    probes={name: Probe(engine, agent=name) for name in ("a", "b")})
+    verdicts = [(e.agent, e.verdict) for e in judgement.events if isinstance(e, JudgeVerdict) and e.span is not None]
+    assert verdicts == [("a", "neutral"), ("b", "derailed"), ("a", "neutral")]
+    values = [e for e in judgement.events if isinstance(e, JudgeValue)]
+    assert [v.value for v in values] == [1.0, 1.0, 0.0, 0.0]
+    requests = sum(v.detail.get("requests", 0) for v in values)
+    assert requests == (3 if method == "probe" else 3 * 2)  # greedy probes ask once per boundary
+    assert all(v.detail["tokens"] > 0 and v.detail["prompt_tokens"] > 0 for v in values[:-1])
+
+
+@in_module_loop
+async def test_answers_never_blame_before_a_commitment(checker: AnswerChecker) -> None:
+    trace = Trace("Sam had 19 apples and ate 3. How many are left?")
+    for author, text in [("a", "We need 19 minus 3.\n"), ("b", "So x = 19 − 3 = 18.\n"),
+                         ("a", "</think>\n\nThe answer is $\\boxed{18}$.")]:
+        trace.append(Span(author, "generated", text))
+    judgement = await judge_episode("ep", trace, "16", checker=checker,
+                                    attribution=AttributionSettings(method="answers"))
+    assert [e.verdict for e in judgement.events if isinstance(e, JudgeVerdict)] == ["unjudged"] * 3
+
+
+@in_module_loop
+async def test_probe_closes_the_thinking_and_asks_for_the_box(checker: AnswerChecker) -> None:
+    fake = Fake(lambda text: "42}$." if text.endswith(FORCE_ANSWER) else "never asked")
+    trace = trace_of(("alice", "A first step.\n"), ("alice", "</think>\n\\boxed{42}"))
+    judgement = await judge_episode("ep", trace, GOLD, attribution=AttributionSettings(samples=4),
+                                    checker=checker, probes={"alice": Probe(fake, agent="alice")})
+    assert len(fake.log) == 2  # one greedy request per boundary before the last
+    asked = [fake.tokenizer.decode(r.input_ids) for r, _ in fake.log]
+    assert all(text.endswith("\n</think>\n\n" + FORCE_ANSWER) for text in asked)
+    assert all(r.temperature == 0 and r.max_new_tokens == 16 for r, _ in fake.log)
+    assert [e.value for e in judgement.events if isinstance(e, JudgeValue)] == [1.0, 1.0, 1.0]
 
 
 def test_classify_thresholds() -> None:
@@ -172,7 +232,7 @@ async def test_rollout_out_of_budget_is_made_to_answer(checker: AnswerChecker) -
     values = [e for e in judgement.events if isinstance(e, JudgeValue)]
     assert [v.value for v in values] == [1.0, 1.0, 1.0]
     assert values[0].detail["forced"] == 2
-    forced = [r for r, _ in fake.log if r.max_new_tokens == 32]
+    forced = [r for r, _ in fake.log if r.max_new_tokens == 16]
     assert forced and all(fake.tokenizer.decode(r.input_ids).endswith("\n</think>\n\n" + FORCE_ANSWER) for r in forced)
 
 
@@ -206,23 +266,25 @@ async def test_recorded_distraction_episodes(shared: Path, checker: AnswerChecke
             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert rows
     judgements = await asyncio.gather(*(
-        judge_episode(f"d{i}", distraction_episode(row), row["gold_answer"], attribution=AttributionSettings(),
+        judge_episode(f"d{i}", distraction_episode(row), row["gold_answer"],
+                      attribution=AttributionSettings(method="answers"),
                       checker=checker, thinking=False)
         for i, row in enumerate(rows)
     ))
-    matched, derailer_ok, misses = 0, 0, []
-    for row, judgement in zip(rows, judgements):
+    matched, misses = 0, []
+    for row, judgement in zip(rows, judgements, strict=True):
         verdicts = [e for e in judgement.events if isinstance(e, JudgeVerdict)]
         outcome = next(v for v in verdicts if v.span is None)
         expected = ("recovered" if row["recovered"] else
                     "followed_injection" if row["followed_distractor"] else "other_wrong")
         matched += outcome.verdict == expected
-        derailers = {v.agent for v in verdicts if v.verdict == "derailed"}
-        derailer_ok += ("injector" in derailers) == row["followed_distractor"]
-        if outcome.verdict != expected or ("injector" in derailers) != row["followed_distractor"]:
-            misses.append((row["id"], expected, outcome.verdict, sorted(derailers)))
-    assert matched / len(rows) >= 0.99, misses[:5]
-    assert derailer_ok == len(rows), misses[:5]
+        injector = next(v.verdict for v in verdicts if v.agent == "injector")
+        # blamed exactly when followed; unknown (no verdict) when the kept prefix had committed no answer
+        allowed = {"derailed", "unjudged"} if outcome.verdict == "followed_injection" else {"neutral", "unjudged"}
+        if outcome.verdict != expected or injector not in allowed:
+            misses.append((row["id"], expected, outcome.verdict, injector))
+    # the one miss: labelled followed although the continuation states no final answer
+    assert matched == len(rows) - 1 and len(misses) == 1, misses[:5]
 
 
 def write_run(path: Path) -> None:

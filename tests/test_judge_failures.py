@@ -10,7 +10,7 @@ import pytest
 from collab.judge import pool as pool_module
 from collab.judge.pool import WorkerCrashed, WorkerPool
 from collab.log.store import RunStore
-from collab.sim import runner
+from collab.sim import driver as runner
 from collab.sim.runner import RunOptions, simulate
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 import torch
-from local_models import CharTokenizer, on_model, smol, tiny_engine
+from local_models import CharTokenizer, on_model, smol, tiny_engine, tiny_model
 
 from collab.engines import build_engine
 from collab.engines.base import EngineError, GenerateRequest
-from collab.engines.local.engine import LocalEngine, locate, pick_dtype
-from collab.engines.local.scheduler import sample
+from collab.engines.local.engine import LocalEngine, locate, native_bfloat16, pick_dtype
+from collab.engines.local.sampling import sample
 from collab.scenario.schema import LocalEngineConfig
 
 PROMPT = CharTokenizer().render_prompt("what is two plus three")
@@ -76,13 +77,72 @@ def test_sample_respects_top_k_and_top_p() -> None:
 
     def draws(**options: object) -> set[int]:
         request = GenerateRequest([0], 1, **options)  # type: ignore[arg-type]
-        return {sample(logits, request, generator) for _ in range(300)}
+        return {sample(logits[None], [request], [generator])[0] for _ in range(300)}
 
     assert draws(temperature=0.0) == {1}
     assert draws(temperature=1.0) == {0, 1, 2, 3}
     assert draws(temperature=1.0, top_k=2) == {1, 2}
     assert draws(temperature=1.0, top_p=0.7) == {1, 2}  # 0.5 < 0.7, 0.5 + 0.3 covers it
     assert draws(temperature=1.0, top_k=2, top_p=0.6) == {1}  # top-p over the renormalised top 2: 0.625
+
+
+def test_batched_sampling_draws_each_row_as_if_alone() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3000) * 4
+    settings = [{"temperature": 0.0}, {"temperature": 0.7, "top_p": 0.95}, {"temperature": 1.0},
+                {"temperature": 1.0, "top_k": 40}, {"temperature": 0.9, "top_k": 300, "top_p": 0.9},
+                {"temperature": 5.0, "top_p": 0.999}]  # a nucleus wider than the 256 candidates
+    requests = [GenerateRequest([0], 1, **options) for options in settings]  # type: ignore[arg-type]
+
+    def generators(seed: int) -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(seed + row) for row in range(len(requests))]
+
+    batched, alone = generators(1), generators(1)
+    for _ in range(20):
+        together = sample(logits, requests, batched)
+        one_by_one = [sample(logits[row : row + 1], [requests[row]], [alone[row]])[0] for row in range(len(requests))]
+        assert together == one_by_one
+    assert sample(logits, requests, generators(1)) == sample(logits, requests, generators(1))
+    assert sample(logits, requests, generators(1)) != sample(logits, requests, generators(2))
+
+
+def test_sampling_follows_the_distribution() -> None:
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    for options in ({"temperature": 1.0}, {"temperature": 1.0, "top_k": 3}, {"temperature": 1.0, "top_p": 0.65}):
+        request = GenerateRequest([0], 1, **options)  # type: ignore[arg-type]
+        generator = torch.Generator().manual_seed(0)
+        counts = torch.bincount(torch.tensor([sample(probs.log()[None], [request], [generator])[0]
+                                              for _ in range(4000)]), minlength=4).double()
+        expected = probs.clone().double()
+        expected[: 4 - int(options.get("top_k", 0) or (2 if "top_p" in options else 4))] = 0
+        expected /= expected.sum()
+        assert torch.allclose(counts / counts.sum(), expected, atol=0.03), (options, counts)
+
+
+async def test_one_worker_thread_per_model_loads_and_serves_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model(seed=5)
+    loaders: list[threading.Thread] = []
+
+    def load(self: LocalEngine) -> tuple[object, CharTokenizer]:
+        loaders.append(threading.current_thread())
+        return model, CharTokenizer()
+
+    monkeypatch.setattr(LocalEngine, "_load", load)
+    first, second = LocalEngine("a", "m"), LocalEngine("b", "m", cache=False)
+    await first.open()
+    await second.open()  # the same model: it joins the first engine's thread
+    worker = loaders[0]
+    assert worker is not threading.current_thread() and worker.is_alive()
+    assert await first.call(threading.current_thread) is worker is await second.call(threading.current_thread)
+    assert not loaders[1].is_alive()  # the second loader found the model served and went
+    done = await asyncio.gather(first.generate(GenerateRequest(PROMPT, 6, temperature=0.0)),
+                                second.generate(GenerateRequest(PROMPT, 6, temperature=0.0)))
+    assert done[0].token_ids == done[1].token_ids and len(done[0].token_ids) == 6
+    assert first.stats.requests == second.stats.requests == 1 and second.radix is None
+    await first.aclose()
+    assert worker.is_alive() and len((await second.generate(GenerateRequest(PROMPT, 3))).token_ids) == 3
+    await second.aclose()
+    assert not worker.is_alive()
 
 
 async def test_event_loop_runs_while_the_model_works() -> None:
@@ -152,7 +212,8 @@ async def test_models_without_reusable_kv_run_uncached() -> None:
             expected.append(int(model(input_ids=torch.tensor([PROMPT + expected])).logits[0, -1].argmax()))
     engine = on_model(model, CharTokenizer(eos_token_ids=[]))  # recurrent state: no prefix reuse
     assert engine.radix is None and not engine.describe()["cache"]["supported"]
-    completions = await asyncio.gather(*(engine.generate(GenerateRequest(PROMPT, 8, temperature=0.0)) for _ in range(2)))
+    completions = await asyncio.gather(
+        *(engine.generate(GenerateRequest(PROMPT, 8, temperature=0.0)) for _ in range(2)))
     assert [c.token_ids for c in completions] == [expected, expected]
     assert engine.stats.max_batch == 1
 
@@ -163,11 +224,13 @@ def test_model_locations(tmp_path: Path) -> None:
     assert locate(str(file)) == (str(tmp_path), "m.Q4.gguf")
     assert locate("owner/repo-GGUF/m.Q4.gguf") == ("owner/repo-GGUF", "m.Q4.gguf")
     assert locate("HuggingFaceTB/SmolLM2-135M-Instruct") == ("HuggingFaceTB/SmolLM2-135M-Instruct", None)
-    with pytest.raises(EngineError, match="not found"):
+    with pytest.raises(EngineError, match="no such file"):
         locate("missing.gguf")
     with pytest.raises(EngineError, match="unknown dtype"):
         pick_dtype("float33", torch.device("cpu"))
-    assert pick_dtype("auto", torch.device("cpu")) == torch.float32
+    assert pick_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native_bfloat16() else torch.float32)
+    assert pick_dtype("auto", torch.device("cpu"), gguf=True) == torch.float32
+    assert pick_dtype("bfloat16", torch.device("cpu"), gguf=True) == torch.bfloat16
 
 
 def test_scenario_config_builds_the_engine() -> None:
@@ -189,7 +252,8 @@ def smol_engine(smol_gguf: Path) -> LocalEngine:
 async def test_real_model_manifest(smol_engine: LocalEngine) -> None:
     info = await smol_engine.open()  # already open: describes it again
     assert info["kind"] == "local" and info["architecture"] == "llama"
-    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info["device"] == "cpu" and info["dtype"] == "float32"  # a GGUF file: float32 is its fastest dtype
+    assert info["dtype_requested"] == "auto"
     assert info["cache"]["enabled"] and info["tokenizer"] == smol_engine.tokenizer.key
     assert {"transformers", "torch", "parameters"} <= set(info)
 

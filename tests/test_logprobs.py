@@ -57,7 +57,7 @@ async def test_sglang_logprobs(qwen, qwen_path: str, stream: bool, incremental: 
             ids = qwen.render_prompt("What is 2 + 2?")
             request = GenerateRequest(ids, 10, context=RequestContext("e", purpose="align"), logprobs=4)
             out = await engine.generate(request)
-            body = engine.payload(request, "r", stream=False, seeded=False)
+            body = engine.wire.payload(request, "r", stream=False, seeded=False)
             plain = await engine.generate(GenerateRequest(ids, 4, context=RequestContext("f", purpose="align")))
     assert body["return_logprob"] is True and body["top_logprobs_num"] == 4 and body["logprob_start_len"] == -1
     assert plain.logprobs is None
@@ -76,7 +76,7 @@ async def test_openai_logprobs(qwen, qwen_path: str, stream: bool) -> None:
             ids = qwen.render_prompt("What is 3 + 3?")
             request = GenerateRequest(ids, 8, context=RequestContext("e"), logprobs=3)
             out = await engine.generate(request)
-    assert engine.payload(request, stream=False)["logprobs"] == 3
+    assert engine.wire.payload(request, stream=False)["logprobs"] == 3
     assert out.logprobs is not None and len(out.logprobs) == 8
     entropies = []
     for i, (token, found) in enumerate(zip(out.token_ids, out.logprobs, strict=True)):

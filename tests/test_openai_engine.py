@@ -42,13 +42,14 @@ def expected(server: ProtocolServer, request: GenerateRequest) -> list[int]:
 def test_payload(qwen_path: str) -> None:
     engine = OpenAIEngine("oa", url="http://h:8000/v1/", model="org/m", tokenizer=qwen_path)
     assert engine.servers[0].url == "http://h:8000" and isinstance(engine, Engine)
-    body = engine.payload(req([5, 6], temperature=0.6, top_p=0.95, top_k=20, seed=3, stop=["\n\n"], stop_token_ids=[9]))
+    request = req([5, 6], temperature=0.6, top_p=0.95, top_k=20, seed=3, stop=["\n\n"], stop_token_ids=[9])
+    body = engine.wire.payload(request)
     assert body == {
         "model": "org/m", "prompt": [5, 6], "max_tokens": 16, "temperature": 0.6, "top_p": 0.95, "n": 1,
         "skip_special_tokens": False, "spaces_between_special_tokens": False, "include_stop_str_in_output": True,
         "return_token_ids": True, "top_k": 20, "seed": 3, "stop": ["\n\n"], "stop_token_ids": [9],
     }  # fmt: skip
-    assert not {"top_k", "seed", "stop", "stop_token_ids"} & set(engine.payload(req([5])))
+    assert not {"top_k", "seed", "stop", "stop_token_ids"} & set(engine.wire.payload(req([5])))
 
 
 async def test_generation_is_exact_and_reports_cache_hits(qwen: HFTokenizer, qwen_path: str) -> None:

@@ -63,7 +63,7 @@ sweep:
 
 def steps(author: str, problem: str, derive_at: int | None = None) -> str:
     """Ten 16-byte sentences (byte tokens: a cut at 0.4 keeps exactly four), answer after the thinking."""
-    lines = [f"{author[:5]:5} {problem} st {i}.\n" if i != derive_at else f"So x = {GOLD[problem]} here.\n"
+    lines = [f"{author[:5]:5} {problem} st {i}.\n" if i != derive_at else f"So x = \\boxed{{{GOLD[problem]}}}.\n"
              for i in range(10)]
     return "".join(lines) + f"</think>\n\nThe answer is $\\boxed{{{GOLD[problem]}}}$."
 
@@ -112,9 +112,14 @@ def test_recoverability_table_and_average(tmp_path: Path, monkeypatch: pytest.Mo
     (row,) = table["rows"]
     assert [(c["correct"], c["n"]) for c in row["cells"]] == [(0, 4), (0, 4), (3, 4), (3, 4), (3, 4)]
     assert (row["avg"]["correct"], row["avg"]["n"], row["avg"]["accuracy"]) == (9, 20, 0.45)
-    (rendered,) = paper_tables(summary)
+    rendered, outcomes = paper_tables(summary)
     assert rendered.columns == ["model", "0%", "20%", "40%", "60%", "80%", "Avg"]
-    assert rendered.rows == [["model", "0.0", "0.0", "75.0", "75.0", "75.0", "45.0"]]
+    assert rendered.rows == [["model", "0.0 [0.0–49.0]", "0.0 [0.0–49.0]", "75.0 [30.1–95.4]", "75.0 [30.1–95.4]",
+                              "75.0 [30.1–95.4]", "45.0 [25.8–65.8]"]]
+    assert [row[:3] for row in outcomes.rows] == [["model", "recovered", "0.0 [0.0–49.0]"],
+                                                  ["model", "followed", "75.0 [30.1–95.4]"],
+                                                  ["model", "other wrong", "25.0 [4.6–69.9]"]]
+    assert [c["outcomes"]["followed_injection"] for c in row["cells"]] == [3, 3, 0, 0, 0]
 
 
 def test_guidability_table_with_answers_in_guide_prefixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -135,4 +140,5 @@ def test_guidability_table_with_answers_in_guide_prefixes(tmp_path: Path, monkey
     assert (row["avg"]["accuracy"], row["avg"]["answer_in_prefix"]) == (0.5, 0.25)
     assert [(c["correct"], c["n"]) for c in control["rows"][0]["cells"]] == [(0, 1), (0, 1), (1, 1), (1, 1)]
     rendered = paper_tables(summary)[0]
-    assert rendered.rows == [["model", "0.0 (0.0)", "0.0 (0.0)", "100.0 (0.0)", "100.0 (100.0)", "50.0 (25.0)"]]
+    assert [cell.split(" [")[0] + cell[cell.index("]") + 1:] for cell in rendered.rows[0][1:]] == [
+        "0.0 (0.0)", "0.0 (0.0)", "100.0 (0.0)", "100.0 (100.0)", "50.0 (25.0)"]

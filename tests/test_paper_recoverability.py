@@ -77,6 +77,7 @@ def test_every_selected_problem_at_every_position(stitched) -> None:
 
 def test_own_prefix_is_cut_at_the_sentence_end_before_the_fraction(stitched) -> None:
     schedule, episodes, tokenizer = stitched
+    cut = 0
     for episode in episodes:
         fraction = episode.spec.point.values["graph.turns.own.seed.fraction"]
         thinking = own(schedule, episode).thinking
@@ -90,13 +91,17 @@ def test_own_prefix_is_cut_at_the_sentence_end_before_the_fraction(stitched) -> 
         assert thinking.startswith(span.text) and ends_sentence(span.text) and "</think>" not in span.text
         assert span.ids[tokenizer.key] == ids[: len(span.ids[tokenizer.key])]  # the owner's own token prefix
         target = len(tokenizer.decode(ids[: round(fraction * len(ids))]))
-        assert len(span.text) == boundary_before(thinking, target, "sentence")  # the nearest end before it
+        end = boundary_before(thinking, target, "sentence")  # the nearest end before it ...
+        assert len(span.text) >= end and not span.text[end:].strip()  # ... with the line break after it
         assert fraction - 0.05 <= len(span.ids[tokenizer.key]) / len(ids) <= fraction
+        cut += 1
+    assert cut > 0, "no episode had an own prefix to check"
 
 
 def test_transition_then_a_distractor_from_another_problem_and_nothing_after(stitched) -> None:
     schedule, episodes, tokenizer = stitched
     pool = schedule.pools["solo"]
+    assert episodes
     for episode in episodes:
         spans = episode.trace.spans
         (index,) = [i for i, s in enumerate(spans) if s.kind == "injected"]
@@ -121,7 +126,7 @@ def test_positions_of_a_problem_share_the_trajectory_and_the_distractor(stitched
     for episode in episodes:
         (injected,) = [s for s in episode.trace.spans if s.kind == "injected"]
         sources.setdefault(episode.spec.problem.id, set()).add(injected.meta["source_problem_id"])
-    assert all(len(found) == 1 for found in sources.values())
+    assert sources and all(len(found) == 1 for found in sources.values())
 
 
 def test_dry_run_from_the_recorded_pool_writes_the_table(shared: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ engines:
   e: {kind: scripted, script: {model: "First step. Then it is 50.</think>\\n\\nThe answer is $\\\\boxed{50}$."}}
 agents:
   model: {engine: e}
-  distractor: {inject: {from_pool: solo, prefix: "Wait. Let me think\\n"}}
+  distractor: {inject: {from_pool: solo, correct: null, fraction: 0.5, prefix: "Wait. Let me think\\n"}}
 pools:
   solo: {stage: solo}
 stages:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from local_models import episode, on_model, smol, tiny_engine
 
+from collab.engines.local.batch import Batch
 from collab.engines.local.engine import LocalEngine
 from collab.engines.local.radix import RadixCache
 
@@ -26,9 +27,9 @@ def check(tree: RadixCache, tokens: list[int]) -> int:
     """Match ``tokens`` and verify the K/V handed out; returns the matched length."""
     match = tree.match(tokens)
     if match.length:
-        assert match.kv is not None
+        kv = [torch.cat([part[i] for part in match.parts], dim=-2) for i in range(2 * LAYERS)]
         expected = fake_kv(tokens[: match.length])
-        assert all(torch.equal(a, b) for a, b in zip(match.kv, expected))
+        assert all(torch.equal(a, b) for a, b in zip(kv, expected, strict=True))
     tree.release(match)
     return match.length
 
@@ -40,7 +41,7 @@ def test_longest_prefix_and_branches() -> None:
     assert tree.insert(a, fake_kv(a)) == 6
     assert check(tree, [1, 2, 3, 4, 7]) == 4
     assert tree.insert(b, fake_kv(b)) == 2  # splits a's edge after [1, 2, 3]
-    assert check(tree, a + [8]) == 6
+    assert check(tree, [*a, 8]) == 6
     assert check(tree, b) == 5
     assert check(tree, [1, 2, 3, 9, 1]) == 4
     assert check(tree, [2, 1]) == 0
@@ -56,10 +57,12 @@ def test_tree_owns_its_tensors() -> None:
     for t in source:
         t.zero_()  # the request's working cache is reused or mutated in place
     match = tree.match(tokens)
-    assert match.kv is not None
-    for t in match.kv:
-        t.fill_(-1.0)  # and so is the copy handed out
+    batch = Batch(None, LAYERS, 4)  # type: ignore[arg-type]  # no forward pass: only slots
+    slot = batch.open(match.parts)  # the handed-out views are copied into the request's slot
     tree.release(match)
+    for t in batch.kv(slot):
+        assert t.shape[-2] == len(tokens)
+        t.fill_(-1.0)  # and the slot is written in place
     assert check(tree, tokens) == 4
 
 
@@ -173,8 +176,9 @@ async def test_interleaved_concurrent_episodes_equal_no_cache(model: tuple) -> N
     expected = await reference(base, scripts)
     engine = twin(base, cache=True)
     names = list(scripts) * 2  # two samples of every episode, all in flight at once
-    results = await asyncio.gather(*(episode(engine, *scripts[name], name=f"{name}{i}") for i, name in enumerate(names)))
-    for name, turns in zip(names, results):
+    results = await asyncio.gather(
+        *(episode(engine, *scripts[name], name=f"{name}{i}") for i, name in enumerate(names)))
+    for name, turns in zip(names, results, strict=False):
         assert [ids for ids, _ in turns] == expected[name]
     assert engine.stats.cached_tokens > engine.stats.prefill_tokens
     assert engine.stats.max_batch > 1  # rows of different lengths decoded together

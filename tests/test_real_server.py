@@ -39,10 +39,10 @@ pytestmark = pytest.mark.server
 def real(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[RealServer]:
     started = time.perf_counter()
     server = start(tmp_path_factory.mktemp("real-server"))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nreal server: {server.kind} version {server.version} at {server.url} "
-                            f"(ready in {time.perf_counter() - started:.0f}s)")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # into the test log, also under -q: CI shows the version
+        print(f"\nreal server: {server.kind} version {server.version} at {server.url} "
+              f"(ready in {time.perf_counter() - started:.0f}s)")
     yield server
     server.stop()
 

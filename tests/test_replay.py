@@ -129,7 +129,7 @@ def test_live_view_fills_the_height_and_shows_the_tail(tmp_path: Path) -> None:
     spans = tuple(("a" if i % 2 else "b", "turn", f"Sentence number {i} of a long trace.\n" * 6) for i in range(20))
     write_episode(store, "e", spans=spans)
     end_run(store)
-    console, text = record_view(tmp_path / "long", "e", height=30, cursor=Cursor(19, 40))
+    _console, text = record_view(tmp_path / "long", "e", height=30, cursor=Cursor(19, 40))
     lines = text.splitlines()
     assert len(lines) == 30
     assert "Sentence number 19 of" in text and "Sentence number 0 of" not in text
@@ -285,7 +285,8 @@ def test_show_html_is_self_contained(run: Path, tmp_path: Path) -> None:
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<title>collab · demo · episode ep1</title>" in html
     assert "[bold red]this looks off[/bold red]" in html and "DERAILED" in html
-    assert "<script" not in html and "http" not in html
+    assert "<script src" not in html and "<link" not in html and not re.search(r"(src=|url\()[\"']?https?:", html)
+    assert "renderMathInElement(" in html and html.count("data:font/woff2;base64,") == 20  # KaTeX, fonts and all
     records = RunStore(run).episodes()
     assert episode_html(records["ep2"], RunContext.load(run, list(records.values()))).count("<html>") == 1
 
@@ -300,13 +301,14 @@ def _plain(renderable: object) -> str:
 def test_real_terminal_with_tmux(run: Path) -> None:
     """The replay in a real 120x40 terminal: a private tmux server, read back with capture-pane."""
     tmux = ["tmux", "-L", f"collab-test-{os.getpid()}"]
-    command = f"env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m collab.cli replay {shlex.quote(str(run))} --speed 0"
+    command = (f"env -u COLUMNS -u LINES {shlex.quote(sys.executable)} -m collab.cli replay "
+               f"{shlex.quote(str(run))} --speed 0")
     subprocess.run([*tmux, "new-session", "-d", "-s", "replay", "-x", "120", "-y", "40", command], check=True,
                    cwd=Path(__file__).resolve().parent.parent)
     socket = subprocess.run([*tmux, "display", "-p", "#{socket_path}"], capture_output=True, text=True).stdout.strip()
 
     def screen(needle: str) -> str:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a loaded machine starts Python slowly
         while True:
             shown = subprocess.run([*tmux, "capture-pane", "-p", "-t", "replay"], capture_output=True, text=True).stdout
             if needle in shown or time.monotonic() > deadline:
@@ -329,3 +331,76 @@ def test_real_terminal_with_tmux(run: Path) -> None:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
         if socket:
             Path(socket).unlink(missing_ok=True)
+
+
+def test_badges_never_take_an_author_colour() -> None:
+    import math
+
+    from rich.color import Color
+
+    from collab.display.style import AGENT_COLOURS, EXPORT_THEME, VERDICTS
+
+    def rgb(name: str) -> tuple[int, int, int]:
+        colour = Color.parse(name).get_truecolor(EXPORT_THEME)
+        return colour.red, colour.green, colour.blue
+
+    for verdict, drawn in VERDICTS.items():
+        for agent in AGENT_COLOURS:
+            assert math.dist(rgb(drawn.colour), rgb(agent)) > 80, (verdict, agent)
+    agents = [rgb(agent) for agent in AGENT_COLOURS[:6]]
+    assert len(set(agents)) == 6  # the export theme draws the first six authors apart
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed (runs the page's KaTeX)")
+def test_the_page_typesets_mathematics(tmp_path: Path) -> None:
+    from collab.display.math import with_math
+
+    page = with_math("<html><head></head><body><pre>so $\\frac{1}{2}$ it is</pre></body></html>")
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    (tmp_path / "katex.js").write_text(scripts[0], encoding="utf-8")
+    code = "const k = require('./katex.js'); process.stdout.write(k.renderToString('\\\\frac{1}{2}'));"
+    done = subprocess.run(["node", "-e", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 'class="katex"' in done.stdout and "mfrac" in done.stdout
+    assert "ignoredTags: ['script', 'noscript', 'style', 'textarea']" in page  # <pre> and <code> are typeset too
+
+
+def test_follow_plays_running_episodes_as_their_spans_arrive(tmp_path: Path) -> None:
+    from runlog import SPANS
+
+    from collab.events import TurnEvent
+
+    folder = tmp_path / "live"
+    store = start_run(folder, episodes=1)
+    store.emit(EpisodeStart(episode_id="run1", problem_id="p", sample=0, seed=1, gold="4", problem="find x"))
+    agent, _, text = SPANS[0]
+    store.emit(TurnEvent(episode_id="run1", index=0, turn=agent, agent=agent, kind="generated", engine="small",
+                         text=text, tokens=12))
+    store._handle.flush()
+    log = LogTail(folder)
+    log.poll()
+    player = Player(log, RunContext.load(folder, []), [], speed=12, follow=True)
+    assert player.current is not None and player.current.id == "run1" and player.current.end is None
+    player.tick(0.5)  # half of the first span's 12 tokens
+    assert player.cursor.spans == 0 and 0 < player.cursor.chars < len(text)
+    shown = _plain(player.view(None))
+    assert "writing span 1/1" in shown and text[: player.cursor.chars].strip() in shown
+    player.tick(1.0)
+    assert player.waiting and not player.finished and not player.done  # waits for the next turn
+    player.tick(5.0)
+    assert player.cursor.spans == 1 and player.current.id == "run1"
+    agent, _, text = SPANS[1]
+    store.emit(TurnEvent(episode_id="run1", index=1, turn=agent, agent=agent, kind="generated", engine="small",
+                         text=text, tokens=12))
+    store._handle.flush()
+    log.poll()
+    player.refresh()
+    assert not player.waiting
+    player.tick(0.5)
+    assert player.cursor.spans == 1 and player.cursor.chars > 0  # the new span grows token by token
+    store.emit(EpisodeEnd(episode_id="run1", status="ok", answer="4", correct=True))
+    end_run(store)
+    log.poll()
+    player.refresh()
+    player.tick(2.0)
+    assert player.finished and player.current.end is not None

@@ -13,16 +13,12 @@ from rich.console import Console
 from runlog import demo_run
 
 from collab import cli
+from collab.report.combine import combine, merge_tables, short_names
+from collab.report.figures import wilson
 from collab.report.plots import DPI, FIGSIZE
-from collab.report.tables import (
-    RunData,
-    Section,
-    combine,
-    merge,
-    sections,
-    short_names,
-    wilson,
-)
+from collab.report.rundata import RunData
+from collab.report.section import Section
+from collab.report.sections import sections
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (int(FIGSIZE[1] * DPI), int(FIGSIZE[0] * DPI))
@@ -93,7 +89,7 @@ def test_compare_puts_runs_side_by_side(dry_run: Path, judged: Path, tmp_path: P
     assert "Handoffs: row → column · interjector" in text and "Handoffs: row → column · judged" in text
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert f"# Report: {dry_run.name} vs judged" in markdown
-    assert "| metric | interjector | judged |" in markdown
+    assert "| metric | interjector · scripted | judged |" in markdown  # scenario · model
     for name in ("accuracy", "handoffs", "values"):
         png(tmp_path / "plots" / f"{name}.png")
 
@@ -101,9 +97,9 @@ def test_compare_puts_runs_side_by_side(dry_run: Path, judged: Path, tmp_path: P
 def test_merge_lines_runs_up_on_keys() -> None:
     one = Section("t", ["k", "v"], [["a", "1"], ["b", "2"]])
     two = Section("t", ["k", "v"], [["b", "3"], ["c", "4"]])
-    assert merge(["x", "y"], [one, two]).rows == [["a", "1", ""], ["b", "2", "3"], ["c", "", "4"]]
+    assert merge_tables(["x", "y"], [one, two]).rows == [["a", "1", ""], ["b", "2", "3"], ["c", "", "4"]]
     wide = Section("t", ["k", "v", "w"], [["a", "1", "2"]])
-    merged = merge(["x", "y"], [wide, None])
+    merged = merge_tables(["x", "y"], [wide, None])
     assert merged.columns == ["k", "run", "v", "w"] and merged.rows == [["a", "x", "1", "2"]] and merged.keys == 2
 
 

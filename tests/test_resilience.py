@@ -113,9 +113,9 @@ def test_retry_failed_reruns_only_failed_episodes(tmp_path: Path) -> None:
     assert main(["simulate", RELAY, "--dry-run", "--limit", "2", "--quiet", "--out", str(out)]) == 0
     path = only_run(out)
     lines = (path / "events.jsonl").read_text().splitlines()
-    victim = next(json.loads(l)["episode_id"] for l in lines if '"episode.end"' in l)
-    patched = [l.replace('"status":"ok"', '"status":"failed"') if victim in l and '"episode.end"' in l else l
-               for l in lines]
+    victim = next(json.loads(line)["episode_id"] for line in lines if '"episode.end"' in line)
+    patched = [line.replace('"status":"ok"', '"status":"failed"') if victim in line and '"episode.end"' in line
+               else line for line in lines]
     (path / "events.jsonl").write_text("\n".join(patched) + "\n")
     before = outcomes(path)
     assert main(["simulate", "--resume", str(path), "--quiet"]) == 0

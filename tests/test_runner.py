@@ -31,7 +31,7 @@ def test_dry_run_relay_one_end_per_episode(tmp_path: Path) -> None:
     ends = [e for e in events if e.type == "episode.end"]
     assert len(ends) == 5 * 2 and all(e.status == "ok" for e in ends)
     assert len({e.episode_id for e in ends}) == 10
-    assert [e.type for e in events][0] == "run.start" and events[-1].type == "run.end"
+    assert next(e.type for e in events) == "run.start" and events[-1].type == "run.end"
     summary = json.loads((store.path / "summary.json").read_text())
     assert summary["episodes"] == 10 and summary["tokens"]["requests_extending_previous"] == 1.0
     for name in ("scenario.yaml", "manifest.json"):

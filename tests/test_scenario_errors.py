@@ -77,6 +77,8 @@ def test_malformed_scenario(tmp_path: Path, capsys, name, old, new, where, field
 
 def test_valid_base_and_shipped_scenarios(tmp_path: Path, capsys) -> None:
     (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "data").mkdir()  # validate reads the files a scenario names
+    (tmp_path / "data" / "demo.jsonl").write_text('{"id": "1", "problem": "p", "answer": "1"}\n')
     shipped = sorted(str(p) for p in Path("scenarios").rglob("*.yaml"))
     assert main(["validate", str(tmp_path / "base.yaml"), *shipped]) == 0, capsys.readouterr().err
 

@@ -43,7 +43,7 @@ def req(ids: list[int], episode: str = "ep", **kw: Any) -> GenerateRequest:
 
 
 def params(engine: SGLangEngine, request: GenerateRequest) -> dict[str, Any]:
-    return engine.payload(request, "rid", stream=False, seeded=True)["sampling_params"]
+    return engine.wire.payload(request, "rid", stream=False, seeded=True)["sampling_params"]
 
 
 def real(attempts: list[Any]) -> list[Any]:
@@ -67,7 +67,7 @@ def open_fds() -> int:
 def test_payload_sends_ids_and_explicit_sampling(qwen_path: str) -> None:
     engine = SGLangEngine("sg", url="127.0.0.1:30000/", tokenizer=qwen_path)
     request = req([1, 2, 3], temperature=0.6, top_p=0.95, stop=["\n\n"], stop_token_ids=[7], seed=5)
-    body = engine.payload(request, "r-0", stream=True, seeded=True)
+    body = engine.wire.payload(request, "r-0", stream=True, seeded=True)
     assert engine.servers[0].url == "http://127.0.0.1:30000"
     assert body == {
         "input_ids": [1, 2, 3],
@@ -79,9 +79,10 @@ def test_payload_sends_ids_and_explicit_sampling(qwen_path: str) -> None:
             "sampling_seed": 5,
         },
     }  # fmt: skip
-    plain = engine.payload(req([1]), "r", stream=False, seeded=True)["sampling_params"]
+    plain = engine.wire.payload(req([1]), "r", stream=False, seeded=True)["sampling_params"]
     assert not {"stop", "stop_token_ids", "sampling_seed"} & set(plain)
-    assert "sampling_seed" not in engine.payload(req([1], seed=5), "r", stream=False, seeded=False)["sampling_params"]
+    unseeded = engine.wire.payload(req([1], seed=5), "r", stream=False, seeded=False)
+    assert "sampling_seed" not in unseeded["sampling_params"]
     assert "text" not in body
     assert isinstance(engine, Engine)
 
@@ -101,20 +102,20 @@ def test_meta_info_parsing_is_tolerant(qwen: HFTokenizer, qwen_path: str) -> Non
     ids = qwen.encode(" one two.")
     meta = {"prompt_tokens": 9, "completion_tokens": len(ids), "finish_reason": "length"}
     minimal = {"output_ids": ids, "meta_info": meta}
-    c = engine._completion(minimal, None)
+    c = engine.wire.parse(minimal, None)
     assert (c.finish_reason, c.cached_tokens, c.text, c.token_ids) == ("length", 0, " one two.", ids)
     abort = {"type": "abort", "message": "m"}
     aborted = {**minimal, "meta_info": {**meta, "finish_reason": abort, "cached_tokens": None}}
-    assert engine._completion(aborted, None).finish_reason == "abort"
+    assert engine.wire.parse(aborted, None).finish_reason == "abort"
     stop = {**minimal, "meta_info": {**meta, "finish_reason": {"type": "stop", "matched": 13}}}
-    assert (engine._completion(stop, None).finish_reason, engine._completion(stop, None).matched) == ("stop", 13)
+    assert (engine.wire.parse(stop, None).finish_reason, engine.wire.parse(stop, None).matched) == ("stop", 13)
     unfinished = {"output_ids": ids, "meta_info": {**meta, "finish_reason": None}}
     for broken in ({"output_ids": ids}, unfinished, [minimal]):
         with pytest.raises(RequestFailed) as e:
-            engine._completion(broken, None)
+            engine.wire.parse(broken, None)
         assert e.value.kind == "bad_response" and e.value.retryable
     with pytest.raises(EngineError, match="output_ids") as e:
-        engine._completion({"text": "x", "meta_info": meta}, None)
+        engine.wire.parse({"text": "x", "meta_info": meta}, None)
     assert not e.value.retryable
 
 
@@ -147,7 +148,7 @@ def test_the_test_servers_radix_tree() -> None:
     tree.insert([1, 2, 3, 4, 6, 7])
     assert [tree.match(ids) for ids in ([1, 2, 3, 4, 6, 7, 8], [1, 2, 5, 9], [1, 2, 9], [2], [])] == [6, 3, 2, 0, 0]
     assert tree.tokens == 7
-    assert common_prefix(list(range(1000)), list(range(777)) + [0]) == 777
+    assert common_prefix(list(range(1000)), [*list(range(777)), 0]) == 777
 
 
 # -- startup ---------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ async def test_every_request_ends_once_under_faults(
     for a in real(srv.attempts):
         by_input[tuple(a.input_ids)].append(a)
     assert {a.fault for a in srv.attempts} >= set(kinds), "every fault kind was injected"
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=False):
         attempts = by_input[tuple(request.input_ids)]
         assert 1 <= len(attempts) <= retries + 1
         assert all(a.fault not in (None, "overlap") for a in attempts[:-1]), "no retry after a success"
@@ -442,7 +443,7 @@ async def test_episodes_move_off_a_dead_server(qwen: HFTokenizer, qwen_path: str
     engine = SGLangEngine("sg", urls=[a.url, b.url], tokenizer=qwen_path, retries=6, **FAST)
     episodes = [f"ep{i}" for i in range(20)]
     first = await asyncio.gather(*(engine.generate(req(prompt(qwen, i), e)) for i, e in enumerate(episodes)))
-    on_b = {e for e, c in zip(episodes, first) if c.server == b.url}
+    on_b = {e for e, c in zip(episodes, first, strict=False) if c.server == b.url}
     assert on_b and len(on_b) < len(episodes)
     await b.stop()
     second = await asyncio.gather(*(engine.generate(req(prompt(qwen, 100 + i), e)) for i, e in enumerate(episodes)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from collab.engines.tokenizers import ByteTokenizer, load_tokenizer
 from collab.trace import Span, Trace, boundary_before, cut, ends_sentence
 
@@ -59,3 +61,14 @@ def test_cut_in_real_tokens(shared) -> None:
     text, ids = cut(TEXT, 0.6, qwen)
     assert ids == full[: len(ids)] and len(ids) <= round(0.6 * len(full))
     assert text.endswith((".", "!", "?")) and TEXT.startswith(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("We get\n\\[ x = 1. \\]\nSo y = 2. Then more", "We get\n\\[ x = 1. \\]\nSo y = 2."),
+    ("First. $$ a. b $$ and more text here", "First."),
+    ("Open: \\[ x = 1.\n y = 2. and still inside", ""),
+    ("one line\nanother line\nmore", ""),
+    ("Para one\n\nPara two here", "Para one\n\n"),
+])
+def test_sentence_ends_skip_display_math_and_single_line_breaks(text: str, expected: str) -> None:
+    assert text[: boundary_before(text, len(text) - 1, "sentence")] == expected

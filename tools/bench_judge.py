@@ -1,11 +1,13 @@
-"""Judge throughput on recorded traces: Math-Verify checks per second, worker pool vs in-process.
+"""The grader on recorded and held-out data: agreement with the authors' labels, and checks per second.
 
     python tools/bench_judge.py [--workers N] [--shared PATH]
 
 Grades every ``data/trajectories/reasoning/*.jsonl`` record of the shared assets (default:
 ``$COLLAB_SHARED`` or ``../shared`` beside the repository) once in this process (no timeout, the
 main thread) and once through :class:`collab.judge.answers.AnswerChecker` (worker processes, hard
-timeout), and prints both rates, their ratio and the agreement with the recorded labels.
+timeout), and prints both rates and their ratio. Then the agreement (N/N) with every recorded label:
+solo ``correct``, distraction ``recovered`` and ``followed_distractor``; and the held-out check: every
+benchmark reference solution that ends in a box, graded against its own gold answer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 from collab.judge.answers import AnswerChecker, grade
+from collab.judge.labels import agreement
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,14 +62,36 @@ def main() -> None:
     inproc_s, inproc = in_process(rows)
     startup_s, pool_s, pool = asyncio.run(pooled(rows, args.workers, args.timeout))
 
-    def agreement(results: list[bool | None]) -> str:
-        return f"{sum(a == b for a, b in zip(results, labels)) / len(rows):.1%}"
+    def share(results: list[bool | None]) -> str:
+        return f"{sum(a == b for a, b in zip(results, labels, strict=True)) / len(rows):.1%}"
 
     print(f"{len(rows)} recorded traces, {os.cpu_count()} CPUs")
     print(f"{'mode':<22}{'seconds':>9}{'checks/s':>11}{'agreement':>11}")
-    print(f"{'in-process (1 thread)':<22}{inproc_s:>9.2f}{len(rows) / inproc_s:>11.1f}{agreement(inproc):>11}")
-    print(f"{f'pool ({args.workers} workers)':<22}{pool_s:>9.2f}{len(rows) / pool_s:>11.1f}{agreement(pool):>11}")
+    print(f"{'in-process (1 thread)':<22}{inproc_s:>9.2f}{len(rows) / inproc_s:>11.1f}{share(inproc):>11}")
+    print(f"{f'pool ({args.workers} workers)':<22}{pool_s:>9.2f}{len(rows) / pool_s:>11.1f}{share(pool):>11}")
     print(f"pool / in-process: {inproc_s / pool_s:.2f}x  (pool start-up, not counted: {startup_s:.2f} s)")
+    for column in asyncio.run(labelled(args.shared, args.workers, args.timeout)):
+        print(column)
+        for record in column.fallback:
+            print(f"  labelled true, no final answer: {record}")
+    for name, (correct, total) in held_out(args.shared).items():
+        print(f"held-out {name} reference solutions: {correct}/{total} graded correct")
+
+
+async def labelled(shared: Path, workers: int, timeout_s: float) -> list:
+    async with AnswerChecker(workers=workers, timeout_s=timeout_s) as checker:
+        return await agreement(shared, checker)
+
+
+def held_out(shared: Path) -> dict[str, tuple[int, int]]:
+    counts = {}
+    for path in sorted((shared / "data" / "benchmarks").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        rows = [r for r in rows if "\\boxed" in (r.get("solution") or "")]
+        if rows:
+            counts[path.stem] = (sum(bool(grade(r["solution"], r["answer"], thinking=False).correct) for r in rows),
+                                 len(rows))
+    return counts
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ stays the same, so both runs have the same episode ids and seeds, and sample the
 
 Usage: python tools/bench_local_cache.py [--model PATH.gguf] [--problems 2] [--samples 4]
            [--turns 6] [--turn-tokens 48] [--concurrency 4] [--threads N] [--set KEY=VALUE ...]
+           [--long [--seed-file TRACES.jsonl] [--seed-fraction 0.8]]
+
+``--long`` is the realistic variant: every episode opens with a recorded reasoning trace of its
+problem as a seeded span (by default the R1-Distill-Qwen-1.5B traces in the shared data of 6,000 to
+9,000 characters, cut at 80 %: about 2K tokens), and the three agents relay on from there, so each
+request carries a long prefix.
 
 An episode ends when the model ends its message, and a small instruct model answers briefly: the
 prompt asks for a long explanation so that episodes run their turns (``--set prompt.template=...``
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -30,15 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from collab.engines.base import Completion, GenerateRequest  # noqa: E402
+from collab.engines.base import Completion, EngineLifecycle, GenerateRequest  # noqa: E402
 from collab.engines.local.engine import LocalEngine, LocalStats  # noqa: E402
 from collab.sim import runner  # noqa: E402
 
 SCENARIO = ROOT / "scenarios" / "relay.yaml"
+TRACES = ROOT.parent / "shared" / "data" / "trajectories" / "reasoning" / "R1-Distill-Qwen-1.5B.jsonl"
 ENGINE = "small"
 """The relay scenario's local engine."""
 AGENTS = ("a", "b", "c")
@@ -47,7 +56,7 @@ LONG_FORM = ("{problem}\n\nWrite a long and detailed explanation: restate the pr
 
 
 @dataclass
-class Recorder:
+class Recorder(EngineLifecycle):
     """Wraps an engine: keeps every request's full token sequence and the simulation's wall time."""
 
     inner: LocalEngine
@@ -64,6 +73,13 @@ class Recorder:
     @property
     def tokenizer(self) -> Any:
         return self.inner.tokenizer
+
+    @property
+    def replicas(self) -> int:
+        return self.inner.replicas
+
+    def counters(self) -> dict[str, Any]:
+        return self.inner.counters()
 
     async def open(self) -> dict[str, Any]:
         info = await self.inner.open()
@@ -125,16 +141,36 @@ class Result:
     lengths: dict[str, int]
 
 
+def long_relay(out: Path, args: argparse.Namespace) -> Path:
+    """The relay scenario, each episode opening with a recorded trace of its problem as a seeded span."""
+    scenario = yaml.safe_load(SCENARIO.read_text(encoding="utf-8"))
+    scenario["name"] = "relay-long"
+    rows = [json.loads(line) for line in Path(args.seed_file).read_text(encoding="utf-8").splitlines() if line]
+    traces = out / "traces.jsonl"  # of a typical length: the cut prefix stays near 2K tokens
+    traces.write_text("".join(json.dumps(row) + "\n" for row in rows if 6000 <= len(row["response"]) <= 9000),
+                      encoding="utf-8")
+    scenario["pools"] = {"traces": {"files": [str(traces)], "agent": "recorded"}}
+    scenario["dataset"] = {"pool": "traces"}
+    graph = scenario["graph"]
+    graph["turns"]["opening"] = {"seed": {"pool": "traces", "agent": "recorded", "fraction": args.seed_fraction,
+                                          "correct": None}}
+    graph["edges"] = [f"opening->{graph['start']}", *graph["edges"]]
+    graph["start"] = "opening"
+    path = out / "relay-long.yaml"
+    path.write_text(yaml.safe_dump(scenario), encoding="utf-8")
+    return path
+
+
 async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
+    budget = args.turns * len(AGENTS) * (args.turn_tokens + 32) + (8192 if args.long else 0)
     overrides = [f"prompt.template={LONG_FORM}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
-                 f"limits.max_turns={args.turns * len(AGENTS)}",
-                 f"limits.max_tokens={args.turns * len(AGENTS) * (args.turn_tokens + 32)}"]
+                 f"limits.max_turns={args.turns * len(AGENTS) + args.long}", f"limits.max_tokens={budget}"]
     overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
-    options = runner.RunOptions(overrides=overrides, out=out, limit=args.problems, samples=args.samples,
-                                concurrency=args.concurrency, model=args.model, argv=sys.argv)
+    options = runner.RunOptions(overrides=overrides, out=out / ("cache" if cache else "plain"), limit=args.problems,
+                                samples=args.samples, concurrency=args.concurrency, model=args.model, argv=sys.argv)
     built: list[Recorder] = []
     with shared_model(base, cache, built):
-        result = await runner.simulate(SCENARIO, options)
+        result = await runner.simulate(long_relay(out, args) if args.long else SCENARIO, options)
     if result.summary.get("failed"):
         raise SystemExit(f"{result.summary['failed']} episodes failed: see {result.path}")
     (recorder,) = built
@@ -166,9 +202,7 @@ async def main(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = LocalEngine("bench", args.model, device=args.device)
-    info = await base.open()
-    warm = base.tokenizer.render_prompt("Warm up.")
-    await base.generate(GenerateRequest(warm, 4, temperature=0.0))  # first-call overheads stay out of the timings
+    info = await base.open()  # loads and warms up on the model's worker thread, which every run's engine shares
     with tempfile.TemporaryDirectory() as tmp:
         results = [await run(base, args, cache, Path(tmp)) for cache in (True, False)]
     report(results, args, info["device"])
@@ -178,7 +212,8 @@ async def main(args: argparse.Namespace) -> None:
 def parse() -> argparse.Namespace:
     default_model = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(default_model), help="hub id, folder or .gguf file (default: %(default)s)")
+    parser.add_argument("--model", default=str(default_model),
+                        help="hub id, folder or .gguf file (default: %(default)s)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--problems", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)
@@ -189,6 +224,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="more scenario overrides, as for collab simulate")
+    parser.add_argument("--long", action="store_true", help="realistic variant: episodes open with a recorded trace")
+    parser.add_argument("--seed-file", default=str(TRACES), help="recorded traces for --long (default: %(default)s)")
+    parser.add_argument("--seed-fraction", type=float, default=0.8, help="share of each recorded trace kept")
     return parser.parse_args()
 
 

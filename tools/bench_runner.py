@@ -32,7 +32,10 @@ engines: {{e: {{kind: scripted}}}}
 agents: {{a: {{engine: e}}, b: {{engine: e}}, c: {{engine: e}}}}
 graph:
   start: a
-  turns: {{a: {{until: {{tokens: 32, align: token}}}}, b: {{until: {{tokens: 32, align: token}}}}, c: {{until: {{tokens: 32, align: token}}}}}}
+  turns:
+    a: {{until: {{tokens: 32, align: token}}}}
+    b: {{until: {{tokens: 32, align: token}}}}
+    c: {{until: {{tokens: 32, align: token}}}}
   edges: [a->b, b->c, c->a]
 limits: {{max_turns: {turns}}}
 """
@@ -130,7 +133,8 @@ def main() -> None:
         result = asyncio.run(simulate(root / "bench.yaml", RunOptions(out=root / "runs", argv=[])))
         wall = time.perf_counter() - wall_before
         cpu = time.process_time() - cpu_before
-        events = sum(1 for _ in open(result.path / "events.jsonl", "rb"))
+        with open(result.path / "events.jsonl", "rb") as log:
+            events = sum(1 for _ in log)
     engine = engines[0]
     first = engine.first or engine._last
     span = engine._last - first

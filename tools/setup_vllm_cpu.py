@@ -40,6 +40,7 @@ def convert(gguf: Path, folder: Path) -> None:
     """The GGUF's weights, dequantized to bfloat16 safetensors, and its tokenizer, into ``folder``."""
     if (folder / "config.json").exists():
         return
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in CI's log
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

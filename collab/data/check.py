@@ -15,6 +15,7 @@ from collab.scenario.schema import Scenario
 
 
 def resolve(base: Path, name: str) -> Path:
+    """``name`` as a path: absolute as is, relative from ``base``."""
     path = Path(name)
     return path if path.is_absolute() else base / path
 

@@ -48,6 +48,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def require(row: dict[str, Any], fields: list[str], path: Path, line: int) -> None:
+    """Fail with the file and line when ``row`` lacks one of ``fields``."""
     missing = [f for f in fields if row.get(f) in (None, "")]
     if missing:
         have = ", ".join(sorted(map(str, row))) or "none"

@@ -10,12 +10,13 @@ from pathlib import Path
 from collab.data.errors import DataError
 from collab.data.jsonl import bool_field, read_rows, require, text_field
 from collab.data.problems import MathProblem
-
-THINK_CLOSE = "</think>"
+from collab.trace import thinking_part
 
 
 @dataclass(frozen=True)
 class Trajectory:
+    """One recorded solution: its problem, author, text and whether it was correct."""
+
     problem_id: str
     agent: str
     text: str
@@ -24,11 +25,13 @@ class Trajectory:
     answer: str | None = None
     """The gold answer of the trajectory's problem."""
     problem: str = ""
+    source: str = ""
+    """The benchmark of the trajectory's problem: the row's ``source``, else its id's prefix (``math/…``)."""
 
     @property
     def thinking(self) -> str:
         """The text before ``</think>`` (all of it when the thinking was never closed or never opened)."""
-        return self.text.split(THINK_CLOSE, 1)[0]
+        return thinking_part(self.text)
 
 
 class Pool:
@@ -50,22 +53,26 @@ class Pool:
         return len(self.trajectories)
 
     def agents(self) -> list[str]:
+        """The authors of the pool's trajectories."""
         return sorted({t.agent for t in self.trajectories})
 
     def for_problem(self, problem_id: str, agent: str | None = None, *,
                     correct: bool | None = None) -> list[Trajectory]:
+        """Trajectories of a problem, optionally by one agent and of one correctness."""
         return [
             t for t in self._by_problem.get(problem_id, [])
             if (agent is None or t.agent == agent) and (correct is None or t.correct == correct)
         ]
 
     def pick_other(self, problem_id: str, key: int, agent: str | None = None, *,
-                   other_agent: bool = False) -> Trajectory | None:
+                   other_agent: bool = False, correct: bool | None = None) -> Trajectory | None:
         """A trajectory of another problem, chosen by ``key``: by ``agent`` (with ``other_agent``: by anyone
-        else; None: by anyone). Keyed probes first, so a large pool is not scanned per episode."""
+        else; None: by anyone), graded ``correct`` (None: any). Keyed probes first, so a large pool is not
+        scanned per episode."""
 
         def fits(t: Trajectory) -> bool:
-            return t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+            return (t.problem_id != problem_id and (agent is None or (t.agent == agent) != other_agent)
+                    and (correct is None or t.correct == correct))
 
         rng = random.Random(key)
         if self.trajectories:
@@ -88,7 +95,8 @@ class Pool:
             answer = next((t.answer for t in trajectories if t.answer is not None), None)
             if answer is not None:
                 text = next((t.problem for t in trajectories if t.problem), "")
-                problems.append(MathProblem(problem_id, text, answer, source=self.name))
+                source = next((t.source for t in trajectories if t.source), "")
+                problems.append(MathProblem(problem_id, text, answer, source=source or self.name))
         return problems
 
 
@@ -108,12 +116,14 @@ def load_pool(name: str, files: list[tuple[Path, str | None]]) -> Pool:
     for path, agent in files:
         for line, row in read_rows(path):
             require(row, ["id", "response"], path, line)
+            problem_id = text_field(row, "id", path, line, numbers=True) or ""
             trajectories.append(Trajectory(
-                problem_id=text_field(row, "id", path, line, numbers=True) or "",
+                problem_id=problem_id,
                 agent=agent or text_field(row, "model", path, line) or path.stem,
                 text=text_field(row, "response", path, line) or "",
                 correct=bool_field(row, "correct", path, line),
                 answer=text_field(row, "gold_answer", path, line, numbers=True),
                 problem=text_field(row, "problem", path, line) or "",
+                source=text_field(row, "source", path, line) or problem_id.partition("/")[0] * ("/" in problem_id),
             ))
     return Pool(name, trajectories)

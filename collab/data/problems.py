@@ -25,6 +25,8 @@ KNOWN: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class MathProblem:
+    """A math problem with its reference answer."""
+
     id: str
     problem: str
     answer: str
@@ -74,8 +76,8 @@ def load_problems(config: DatasetConfig, base: Path, pools: Mapping[str, Pool] |
     else:
         known = KNOWN.get(config.source or "", {})
         if config.source and not known:
-            raise DataError(config.source, None,
-                            f"unknown benchmark; known: {', '.join(sorted(KNOWN))} (or use file:/hf:)")
+            known_names = ", ".join(sorted(KNOWN))
+            raise DataError(config.source, None, f"unknown benchmark; known: {known_names} (or use file:/hf:)")
         name = config.hf or known["hf"]
         fields = {**known.get("fields", {}), **config.fields}
         split = known.get("split", config.split) if config.source else config.split

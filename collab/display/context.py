@@ -13,6 +13,8 @@ from collab.scenario import ScenarioError, load
 
 @dataclass
 class RunContext:
+    """What the displays know about a run as a whole (agents, their colours, its topology)."""
+
     name: str
     palette: Palette
     topology: Topology
@@ -24,7 +26,7 @@ class RunContext:
     def load(cls, path: Path, records: list[EpisodeRecord]) -> RunContext:
         """From the run's resolved ``scenario.yaml``; from the episodes themselves where it cannot be read."""
         try:
-            scenario = load(Path(path) / SCENARIO).scenario
+            scenario = load(Path(path) / SCENARIO, files=False).scenario
         except (ScenarioError, OSError):
             return cls.from_records(Path(path).name, records)
         return cls(
@@ -34,6 +36,7 @@ class RunContext:
 
     @classmethod
     def from_records(cls, name: str, records: list[EpisodeRecord]) -> RunContext:
+        """The context of a run from its finished episodes."""
         palette = Palette(span.agent for record in records for span in record.spans)
         context = cls(name, palette, Topology(""), set(), observed=True)
         context.learn(records)

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import partial
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.layout import Layout
 from rich.panel import Panel
 from rich.table import Table
@@ -60,6 +60,7 @@ class TraceView:
         self.cursor = cursor
 
     def blocks(self) -> list[Block]:
+        """The trace as blocks of spans, each with its author and verdict marks."""
         record = self.record
         values = values_by_boundary(record.values)
         verdicts = marked_spans(record.verdicts)
@@ -152,11 +153,13 @@ class EpisodeView:
 
     @property
     def finished(self) -> bool:
+        """Whether the episode has ended."""
         return self.cursor.spans >= len(self.record.spans)
 
     # ------------------------------------------------------------------ parts
 
     def header(self) -> Panel:
+        """The header: problem, point and outcome."""
         start = self.record.start
         title = Text(f" episode {start.episode_id[:12]} ", "bold")
         if self.position is not None:
@@ -175,6 +178,7 @@ class EpisodeView:
         return Panel(Group(facts, problem), title=title, title_align="left", border_style="bright_black")
 
     def trace(self) -> Panel:
+        """The trace panel."""
         return Panel(Tail(TraceView(self.record, self.context, self.cursor).blocks(), self.scroll, self.cache),
                      title=" trace ", title_align="left", border_style="bright_black")
 
@@ -201,7 +205,9 @@ class EpisodeView:
     def _agents(self, spans: list[SpanEvent]) -> Table:
         """Legend and per-agent figures: spans, tokens, and the share of prompt tokens served from cache."""
         table = Table(box=None, pad_edge=False, padding=(0, 1), expand=True)
-        for name, justify in (("agent", "left"), ("spans", "right"), ("tok", "right"), ("cache", "right")):
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("agent", "left"), ("spans", "right"), ("tok", "right"), ("cache", "right"))
+        for name, justify in columns:
             table.add_column(name, justify=justify, header_style="dim")
         count: Counter[str] = Counter()
         tokens: Counter[str] = Counter()
@@ -227,6 +233,7 @@ class EpisodeView:
         return table
 
     def footer(self) -> Panel:
+        """The footer: per-agent spans, tokens and cache use."""
         end = self.record.end
         line = Text()
         if not self.finished:

@@ -23,6 +23,7 @@ class Topology:
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> Topology:
+        """The topology of a scenario's turn graph."""
         graph = scenario.graph
         order = [graph.start] + [t for t in graph.turns if t != graph.start]
         topology = cls(graph.start, {t: graph.turns[t].agent or t for t in order})

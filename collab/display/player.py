@@ -21,8 +21,9 @@ HINTS = "n/→ next · p/← previous · space pause · s skip · ↑↓ scroll 
 class Player:
     """Plays the selected episodes of a run one after another, token by token at ``speed`` tokens/s.
 
-    ``speed <= 0`` shows each episode whole at once. New episodes from ``log.poll()`` join the
-    playlist (``--follow``); ``start`` names the episode (an id prefix) to begin with.
+    ``speed <= 0`` shows each episode whole at once. With ``follow`` the playlist also holds the
+    episodes still running: their spans play as they are logged, and the player waits at the end of
+    one until its next span or its end arrives. ``start`` names the episode (an id prefix) to begin with.
     """
 
     def __init__(self, log: LogTail, context: RunContext, wheres: list[Where], speed: float,
@@ -48,7 +49,7 @@ class Player:
     def refresh(self) -> None:
         """Take in newly finished episodes, keeping the current one on screen."""
         current = self.current
-        self.playlist = select(self.log.records(), self.wheres)
+        self.playlist = select(self.log.records(in_flight=self.follow), self.wheres)
         ids = [r.id for r in self.playlist]
         if self.start is not None:
             found = find(self.playlist, self.start)
@@ -63,13 +64,14 @@ class Player:
 
     @property
     def current(self) -> EpisodeRecord | None:
+        """The episode on screen (None once all are played)."""
         return self.playlist[self.index] if self.start is None and self.index < len(self.playlist) else None
 
     def _go(self, index: int) -> None:
         self.index = index
         self.cursor = Cursor(0)
         self.scroll = Scroll()
-        self.cache: dict = {}
+        self.cache = {}
         self._progress = self._held = 0.0
         if self.speed <= 0 and self.current is not None:
             self.cursor = Cursor(len(self.current.spans))
@@ -77,10 +79,12 @@ class Player:
     # ------------------------------------------------------------------ controls
 
     def next(self) -> None:
+        """Skip to the next episode."""
         if self.index + 1 < len(self.playlist):
             self._go(self.index + 1)
 
     def previous(self) -> None:
+        """Go back to the previous episode."""
         if self.playlist:
             self._go(max(self.index - 1, 0))
 
@@ -90,9 +94,11 @@ class Player:
             self.cursor = Cursor(len(self.current.spans))
 
     def toggle_pause(self) -> None:
+        """Pause or resume."""
         self.paused = not self.paused
 
     def faster(self, factor: float) -> None:
+        """Multiply the speed by ``factor``."""
         if self.speed > 0:
             self.speed = max(self.speed * factor, 1.0)
 
@@ -100,9 +106,16 @@ class Player:
 
     @property
     def finished(self) -> bool:
-        """The current episode is fully shown."""
+        """The current episode is fully shown (a running one is not finished while it runs)."""
         record = self.current
-        return record is None or self.cursor.spans >= len(record.spans)
+        return record is None or (self.cursor.spans >= len(record.spans) and not self.waiting)
+
+    @property
+    def waiting(self) -> bool:
+        """The current episode is running and everything it logged so far is shown."""
+        record = self.current
+        return (record is not None and record.end is None and self.follow and not self.log.ended
+                and self.cursor.spans >= len(record.spans))
 
     @property
     def done(self) -> bool:
@@ -113,8 +126,12 @@ class Player:
     def tick(self, dt: float) -> None:
         """Advance the clock by ``dt`` seconds."""
         record = self.current
-        if self.paused or record is None:
+        if self.waiting:
+            self._progress = 0.0  # the next span starts from its first token when it arrives
+        if self.paused or record is None or self.waiting:
             return
+        if self.speed <= 0:  # whole: a running episode's new spans show at once
+            self.cursor = Cursor(len(record.spans))
         if self.finished:
             self._held += dt
             if self._held >= HOLD_S and self.index + 1 < len(self.playlist):
@@ -132,6 +149,7 @@ class Player:
     # ------------------------------------------------------------------ drawing
 
     def status(self) -> Text:
+        """The status line: position, speed, pause."""
         state = "⏸ paused" if self.paused else ("▶ " + (f"{self.speed:g} tok/s" if self.speed > 0 else "instant"))
         line = Text(state, "bold")
         if self.follow:
@@ -141,9 +159,10 @@ class Player:
         return line
 
     def view(self, height: int | None) -> RenderableType:
+        """The screen for a terminal ``height`` lines high (None: unbounded)."""
         record = self.current
         if record is None:
-            waiting = "waiting for episodes to finish…" if self.follow else "no episode matches"
+            waiting = "waiting for episodes…" if self.follow else "no episode matches"
             if self.start is not None:
                 waiting = f"waiting for episode {self.start}…"
             return Panel(Text.assemble((f"{self.context.name}: {waiting}\n", "bold"), self.status()), height=height)

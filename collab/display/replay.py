@@ -17,7 +17,7 @@ from collab.display.context import RunContext
 from collab.display.episode import EpisodeView
 from collab.display.player import Player
 from collab.log.select import SelectError, Where, describe_fields, find, select
-from collab.log.store import EVENTS, StoreError
+from collab.log.store import open_run
 from collab.log.tail import LogTail
 
 FPS = 20
@@ -38,6 +38,8 @@ QUIT = {"q", "Q"}
 
 @dataclass
 class ReplayOptions:
+    """How to replay: speed, follow a live run, static output, episode filters."""
+
     episode: str | None = None
     """Id (or id prefix) of the episode to show, or to start from in a live view."""
     speed: float = 150.0
@@ -49,11 +51,7 @@ class ReplayOptions:
 
 def run_folder(path: Path, follow: bool) -> Path:
     """The run folder for ``path`` (a run folder or its ``events.jsonl``)."""
-    path = Path(path)
-    folder = path.parent if path.name == EVENTS else path
-    if not folder.is_dir() or not (follow or (folder / EVENTS).exists()):
-        raise StoreError(f"{path} is not a run folder (no {EVENTS})")
-    return folder
+    return open_run(path, live=follow).path
 
 
 def replay(path: Path, options: ReplayOptions, console: Console) -> int:
@@ -109,7 +107,11 @@ def play(log: LogTail, context: RunContext, wheres: list[Where], options: Replay
         try:
             while not (player.done and reader is None):
                 live.update(player.view(console.size.height), refresh=True)
-                pressed = reader.read(1 / FPS) if reader is not None else time.sleep(1 / FPS) or []
+                if reader is not None:
+                    pressed = reader.read(1 / FPS)
+                else:
+                    time.sleep(1 / FPS)
+                    pressed = []
                 if QUIT.intersection(pressed):
                     break
                 for key in pressed:

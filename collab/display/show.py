@@ -7,11 +7,12 @@ import io
 from pathlib import Path
 
 from rich.console import Console
-from rich.terminal_theme import MONOKAI
 
 from collab.display.context import RunContext
 from collab.display.episode import EpisodeView
+from collab.display.math import with_math
 from collab.display.replay import run_folder
+from collab.display.style import EXPORT_THEME
 from collab.log.select import SelectError, find
 from collab.log.store import EpisodeRecord, RunStore, StoreError, refuse_run_file
 
@@ -37,15 +38,16 @@ body {{{{
 
 
 def episode_html(record: EpisodeRecord, context: RunContext) -> str:
-    """The episode's static view as HTML with inline colours; no scripts, no external files."""
+    """The episode's static view as HTML with inline colours and typeset mathematics; no external files."""
     console = Console(record=True, width=HTML_WIDTH, file=io.StringIO(), force_terminal=True,
                       color_system="truecolor", legacy_windows=False)
     console.print(EpisodeView(record, context))
     title = html.escape(f"collab · {context.name} · episode {record.id}").replace("{", "{{").replace("}", "}}")
-    return console.export_html(theme=MONOKAI, code_format=PAGE.format(title=title), inline_styles=True)
+    return with_math(console.export_html(theme=EXPORT_THEME, code_format=PAGE.format(title=title), inline_styles=True))
 
 
 def show(path: Path, episode: str, html_path: Path | None, console: Console) -> int:
+    """Print one episode whole, or write it as an HTML page; returns the exit status."""
     if html_path is not None:
         refuse_run_file(html_path)
     folder = run_folder(path, follow=False)

@@ -21,6 +21,7 @@ class Scroll:
     limit: int = 0
 
     def by(self, lines: int) -> None:
+        """Scroll by ``lines`` (negative: up)."""
         self.back = min(max(self.back + lines, 0), self.limit)
 
 

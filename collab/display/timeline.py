@@ -13,6 +13,7 @@ BARS = "▁▂▃▄▅▆▇█"
 
 
 def bar(value: float | None) -> str:
+    """A value as a one-character bar."""
     if value is None:
         return "?"
     return BARS[round(min(max(value, 0.0), 1.0) * (len(BARS) - 1))]

@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol, Self, runtime_checkable
 from collab.engines.logprobs import TokenLogprob
 
 FinishType = Literal["stop", "length", "abort"]
+THINK_CLOSE = "</think>"
+"""The tag that ends a model's thinking, as every tokenizer here renders it (``Tokenizer.think_close``)."""
 
 
 class EngineError(Exception):
@@ -34,9 +36,13 @@ class Tokenizer(Protocol):
     think_close: str | None
     eos_token_ids: list[int]
 
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+        ...
 
-    def decode(self, ids: list[int]) -> str: ...
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids``."""
+        ...
 
     def render_prompt(self, user: str, system: str | None = None) -> list[int]:
         """The chat-formatted user turn with the generation prompt (and the thinking opener)."""
@@ -177,3 +183,10 @@ class EngineLifecycle:
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
         await self.aclose()
+
+
+def generated_tokens(engine: object) -> int | None:
+    """Tokens ``engine`` has generated since it opened, counted while requests run where the engine
+    can (``generated_tokens``); ``None`` for engines that do not count."""
+    count = getattr(engine, "generated_tokens", None)
+    return count if isinstance(count, int) else None

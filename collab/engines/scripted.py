@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collab.engines.base import Completion, EngineLifecycle, GenerateRequest
+from collab.engines.base import THINK_CLOSE, Completion, EngineLifecycle, FinishType, GenerateRequest
 from collab.engines.logprobs import TokenLogprob
 from collab.engines.tokenizers import ByteTokenizer
 
@@ -48,7 +48,7 @@ def default_text(key: str) -> str:
         sentences.append(" ".join(words).capitalize() + ".")
     text = " ".join(sentences) + "\n"
     if digest[31] % 3 == 0:
-        text += f"</think>\n\nThe answer is $\\boxed{{{digest[30] % 20}}}$."
+        text += f"{THINK_CLOSE}\n\nThe answer is $\\boxed{{{digest[30] % 20}}}$."
     return text
 
 
@@ -107,14 +107,15 @@ class ScriptedEngine(EngineLifecycle):
         current = self._current.get(ctx.episode_id)
         if ctx.purpose not in CONTINUING or current is None or current[0] != ctx.turn:
             text = self._turn_text(request)
-            answers = self.tokenizer.think_open is None or "</think>" in text
+            answers = self.tokenizer.think_open is None or THINK_CLOSE in text
             current = self._current[ctx.episode_id] = (ctx.turn, text, answers, len(request.input_ids))
         _, text, answers, start = current
         whole = self.tokenizer.encode(text)
         offset = max(0, len(request.input_ids) - start)
         ids = whole[offset:]
         out: list[int] = []
-        finish, matched = "length", None
+        finish: FinishType = "length"
+        matched: int | str | None = None
         produced = ""
         for position, token in enumerate(ids):
             if len(out) >= request.max_new_tokens:

@@ -7,10 +7,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from collab.engines.base import EngineError
+from collab.engines.base import THINK_CLOSE, EngineError
 
 THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
 
 
 class HFTokenizer:
@@ -32,12 +31,15 @@ class HFTokenizer:
         self.eos_token_ids = sorted(i for i in ids if i is not None)
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added)."""
         return list(self.hf.encode(text, add_special_tokens=False))
 
     def decode(self, ids: list[int]) -> str:
+        """Text of ``ids``."""
         return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def render_prompt(self, user: str, system: str | None = None) -> list[int]:
+        """The chat-formatted user turn with the generation prompt (and the thinking opener)."""
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user}
         ]
@@ -68,19 +70,27 @@ def load_tokenizer(path: str, *, gguf_file: str | None = None, thinking: bool | 
     return HFTokenizer(hf, key=f"{type(hf).__name__}:{len(hf)}:{digest}", thinking=thinking)
 
 
+def looks_like_path(model: str) -> bool:
+    """Whether ``model`` names a file or folder rather than a hub id (``owner/name``)."""
+    return (model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+            or model.count("/") > (2 if model.endswith(".gguf") else 1))
+
+
 def locate(model: str) -> tuple[str, str | None]:
     """``(folder or hub id, GGUF file name)`` for a hub id, a local folder, or a ``.gguf`` file.
 
-    A ``.gguf`` path that is not a local file is read as ``owner/repo/file.gguf`` on the hub.
+    A ``.gguf`` name that is not a path is read as ``owner/repo/file.gguf`` on the hub.
     """
+    path = Path(model).expanduser()
+    if looks_like_path(model):
+        if not path.exists():
+            raise EngineError(f"no such file or folder: {model}", retryable=False)
+        return (str(path.parent), path.name) if path.is_file() else (str(path), None)
     if not model.endswith(".gguf"):
         return model, None
-    path = Path(model).expanduser()
-    if path.is_file():
-        return str(path.parent), path.name
     parts = model.split("/", 2)
     if len(parts) < 3:
-        raise EngineError(f"GGUF file not found: {model}", retryable=False)
+        raise EngineError(f"no such file: {model} (a hub GGUF is named owner/repo/file.gguf)", retryable=False)
     return "/".join(parts[:2]), parts[2]
 
 
@@ -104,9 +114,11 @@ class ByteTokenizer:
         self.eos_token_ids = [self.EOS]
 
     def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``: its UTF-8 bytes."""
         return list(text.encode("utf-8"))
 
     def decode(self, ids: list[int]) -> str:
+        """Text of ``ids`` (special ids as their tags)."""
         if all(i < 256 for i in ids):
             return bytes(ids).decode("utf-8", errors="replace")
         specials = {self.EOS: "", self.THINK_OPEN_ID: "<think>", self.THINK_CLOSE_ID: THINK_CLOSE}
@@ -116,5 +128,6 @@ class ByteTokenizer:
         return out.decode("utf-8", errors="replace")
 
     def render_prompt(self, user: str, system: str | None = None) -> list[int]:
+        """The user turn as bytes after a fixed header (and the thinking opener)."""
         text = (f"[system]\n{system}\n" if system else "") + f"[user]\n{user}\n[assistant]\n"
         return self.encode(text + (self.think_open or ""))

@@ -1,11 +1,16 @@
 """Final answers: extraction, and equivalence with Math-Verify in worker processes with a hard timeout.
 
-The graded text is what follows the last ``</think>`` when the model thinks, else the whole output;
-a thinking that was never closed is graded whole (as the Off-Trajectory Reasoning harness did).
-Grading uses Math-Verify's own extraction on that text ("final answer is", every boxed answer,
-"answer:", then the last LaTeX or plain expression), which is what the recorded labels used;
-:func:`stated_answer` is the stricter extraction (last boxed, else "the answer is ...") for answers
-a span commits to mid-trace.
+The rules a verdict rests on:
+
+- the final region is what follows the last ``</think>`` when the model thinks, else the whole output
+  (a thinking that was never closed is searched whole, as the Off-Trajectory Reasoning harness did);
+- the final answer is the last non-empty ``\\boxed{}`` of that region; two boxes are not a set;
+- a response without one (cut off, or it never boxed an answer) is ``no_answer``: incorrect, whatever
+  numbers it mentions. Nothing else is extracted, so no fallback can credit a ramble;
+- that answer is equivalent to the gold answer when Math-Verify says so.
+
+The same rules say whether a response followed an injection (its answer equals the injected
+problem's gold) and whether a text already states an answer (:func:`stated_answer`).
 
 Math-Verify's own timeouts rely on ``signal.alarm`` (main thread only) and some inputs hang in code
 no signal interrupts, so checks run in worker processes with Math-Verify's timeouts off: a check
@@ -23,28 +28,22 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from collab.engines.base import THINK_CLOSE
 from collab.judge.pool import WorkerCrashed, WorkerPool, WorkerTimeout
 from collab.trace import Span
 
-THINK_CLOSE = "</think>"
-
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_STATED = re.compile(
-    r"\banswer\**\s*(?:is|:|=)[:*\s]*"
-    r"(?:\$\$(?P<dd>.+?)\$\$|\$(?P<d>[^$]+?)\$|\\\((?P<p>.+?)\\\)|\\\[(?P<b>.+?)\\\]"
-    r"|(?P<group>\([^()\n]*\)|\[[^\[\]\n]*\])|(?P<plain>[-+\\\d][^\s,;$]*(?:\s?[-+*/=]\s?[^\s,;$]+)*))",
-    re.IGNORECASE | re.DOTALL,
-)
 
 
 @dataclass(frozen=True, slots=True)
 class Grade:
-    """The verdict on one final answer. ``correct`` is ``None`` exactly when ``status`` is unjudged."""
+    """The verdict on one final answer. ``correct`` is ``None`` exactly when ``status`` is unjudged;
+    ``no_answer`` (no final answer at all) is incorrect."""
 
     correct: bool | None
     answer: str | None
-    """The answer as extracted from the output (what was compared), if any."""
-    status: Literal["ok", "unjudged"] = "ok"
+    """The final answer as extracted from the output (what was compared), if any."""
+    status: Literal["ok", "no_answer", "unjudged"] = "ok"
     reason: str | None = None
 
 
@@ -65,42 +64,47 @@ def final_region(response: str, thinking: bool = True) -> str:
     return response
 
 
+def _box_content(text: str, match: re.Match[str]) -> str | None:
+    start = match.end()
+    if start >= len(text):
+        return None
+    if text[start] != "{":
+        word = re.match(r"[^\s$.,{}]+", text[start:])
+        return word.group() if word and match.group().endswith(" ") else None
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start + 1 : i].strip().rstrip(".").rstrip()  # "\\boxed{104.}" is 104
+    return None  # cut off inside the box
+
+
+def _boxes(text: str) -> list[tuple[int, str]]:
+    found = []
+    for match in _BOXED.finditer(text):
+        content = _box_content(text, match)
+        if content:
+            found.append((text.count("\n", 0, match.start()), content))
+    return found
+
+
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, ``\\boxed x``) with balanced braces."""
-    for match in reversed(list(_BOXED.finditer(text))):
-        start = match.end()
-        if start >= len(text):
-            continue
-        if text[start] != "{":
-            word = re.match(r"[^\s$.,]+", text[start:])
-            if word and match.group().endswith(" "):
-                return word.group()
-            continue
-        depth = 0
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                return text[start + 1 : i].strip()
-    return None
+    """The final answer ``text`` boxes: its last non-empty box, together with the boxes before it on the
+    same line ("the values are \\boxed{3} and \\boxed{-3}" is the list ``3, -3``)."""
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    line = boxes[-1][0]
+    return ", ".join(content for at, content in boxes if at == line)
 
 
 def stated_answer(text: str) -> str | None:
-    """The answer ``text`` commits to: its last boxed answer, else its last "the answer is ..."."""
-    boxed = last_boxed(text)
-    if boxed:
-        return boxed
-    for match in reversed(list(_STATED.finditer(text))):
-        value = next(v for v in match.group("dd", "d", "p", "b", "group", "plain") if v is not None)
-        if match.group("plain") is not None:
-            value = value.rsplit("=", 1)[-1]
-        value = value.strip().rstrip(".").strip()
-        if value and len(value) <= 80:
-            return value
-    return None
+    """The answer ``text`` commits to, by the grader's rule: its last non-empty boxed answer."""
+    return last_boxed(text)
 
 
 def extract_answer(response: str, thinking: bool = True) -> str | None:
-    """The final answer a response states (boxed first, then "final answer"/"the answer is")."""
+    """The final answer a response states: the last boxed answer of its final region."""
     return stated_answer(final_region(response, thinking))
 
 
@@ -109,23 +113,25 @@ def _wrap(answer: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _parse_gold(gold: str) -> list[Any]:
+def _parse(answer: str) -> list[Any]:
     from math_verify import parse
 
-    return parse(_wrap(gold), parsing_timeout=None)  # type: ignore[arg-type]
+    return parse(_wrap(answer), parsing_timeout=None)
 
 
 def grade(response: str, gold: str, thinking: bool = True) -> Grade:
     """Grade in this process (main thread; no timeout): what the workers run, and the baseline."""
-    from math_verify import parse, verify
+    from math_verify import verify
 
-    gold_parsed = _parse_gold(gold)
+    gold_parsed = _parse(gold)
     if not gold_parsed:
         return Grade(None, None, "unjudged", f"gold answer {gold!r} could not be parsed")
-    predicted = parse(final_region(response, thinking), parsing_timeout=None)  # type: ignore[arg-type]
+    answer = extract_answer(response, thinking)
+    if answer is None:
+        return Grade(False, None, "no_answer", "no boxed final answer")
+    predicted = _parse(answer)
     if not predicted:
-        return Grade(False, None, "ok", "no answer found")
-    answer = next((p for p in reversed(predicted) if isinstance(p, str)), str(predicted[0]))
+        return Grade(False, answer, "ok", "the boxed answer could not be parsed")
     return Grade(bool(verify(gold_parsed, predicted, timeout_seconds=None)), answer)
 
 

@@ -150,4 +150,5 @@ class WorkerPool:
         return await proc.stdout.readline()  # type: ignore[union-attr]
 
     async def close(self) -> None:
+        """Stop the workers."""
         await asyncio.gather(*(slot.close() for slot in self._slots))

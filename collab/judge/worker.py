@@ -13,6 +13,7 @@ import sys
 
 
 def main() -> None:
+    """Grade requests from stdin, one JSON line each, answering on stdout."""
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.disable(logging.WARNING)  # Math-Verify warns once that its own (signal) timeouts are off

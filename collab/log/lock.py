@@ -48,6 +48,7 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
+        """Give the lock up (a no-op when not held)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -19,6 +20,9 @@ from collab.log.store import (
     safe_name,
 )
 from collab.report.summary import summarize
+
+RUN_SUFFIX = re.compile(r"(-shard\d+of\d+)?-\d{8}-\d{6}-[0-9a-f]{6}$")
+"""What ``collab simulate`` appends to the scenario's name: the shard, the time and a random id."""
 
 
 def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
@@ -41,7 +45,7 @@ def merge(runs: list[Path], out: Path, name: str | None = None) -> Path:
             held = chosen.get(episode_id)
             if held is None or (held.end and held.end.status == "failed" and record.end and record.end.status == "ok"):
                 chosen[episode_id] = record
-    base_name = name or stores[0].path.name.split("-shard")[0].rsplit("-", 2)[0]
+    base_name = name or RUN_SUFFIX.sub("", stores[0].path.name)
     final = f"{safe_name(base_name + '-merged')}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     target = RunStore.create_at(Path(out) / f".{final}.partial")
     try:
@@ -62,7 +66,6 @@ def _write(target: RunStore, run_id: str, first: RunStore, manifest: dict, runs:
         target.replace(SCENARIO, (first.path / SCENARIO).read_bytes())
     except OSError as error:
         raise StoreError(f"cannot read {first.path / SCENARIO}: {error.strerror or error}") from error
-    target.write_json(MANIFEST, {**manifest, "shard": None, "merged_from": [str(p) for p in runs]})
     target.emit(RunStart(run_id=run_id, scenario=str(manifest.get("scenario", "")), digest=digest,
                          episodes=len(chosen)))
     for episode_id in sorted(chosen):
@@ -73,3 +76,4 @@ def _write(target: RunStore, run_id: str, first: RunStore, manifest: dict, runs:
     target.emit(RunEnd(run_id=run_id, status="ok"))
     target.close()
     target.write_json(SUMMARY, summarize(target.episodes()))
+    target.write_json(MANIFEST, {**manifest, "shard": None, "merged_from": [str(p) for p in runs]})  # last: a run

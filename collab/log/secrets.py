@@ -29,6 +29,7 @@ class Scrubber:
         return cls(os.environ.get(name, "") for name in names)
 
     def text(self, text: str) -> str:
+        """``text`` with every secret value blanked."""
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, MASK)

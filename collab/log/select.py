@@ -39,6 +39,7 @@ class Where:
 
     @classmethod
     def parse(cls, text: str) -> Where:
+        """A ``KEY=VALUE`` filter."""
         negate = "!=" in text
         key, sep, value = text.partition("!=" if negate else "=")
         if not sep or not key.strip():
@@ -46,15 +47,18 @@ class Where:
         return cls(key.strip(), value.strip().lower(), negate)
 
     def facts(self, record: EpisodeRecord) -> set[str]:
+        """What a record says about the filter's key."""
         if self.key in FIELDS:
             return {f.lower() for f in FIELDS[self.key](record)}
         return {str(v).lower() for k, v in record.start.point.items() if k == self.key or k.endswith("." + self.key)}
 
     def __call__(self, record: EpisodeRecord) -> bool:
+        """Whether the record passes."""
         return (self.value in self.facts(record)) != self.negate
 
 
 def select(records: list[EpisodeRecord], wheres: list[Where]) -> list[EpisodeRecord]:
+    """The records that pass every filter."""
     return [r for r in records if all(where(r) for where in wheres)]
 
 
@@ -67,4 +71,5 @@ def find(records: list[EpisodeRecord], prefix: str) -> EpisodeRecord | None:
 
 
 def describe_fields() -> str:
+    """The keys ``--where`` knows, for help texts."""
     return ", ".join(FIELDS) + " or a sweep key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,10 @@ from collab.events import (
     ForkEvent,
     JudgeValue,
     JudgeVerdict,
+    RunEnd,
+    RunStart,
     SpanEvent,
+    TurnEvent,
     parse_event,
 )
 from collab.log.lock import LOCK, LockHeld, RunLock
@@ -30,7 +33,8 @@ SCENARIO = "scenario.yaml"
 SUMMARY = "summary.json"
 OWN_FILES = frozenset({EVENTS, MANIFEST, SCENARIO, SUMMARY, LOCK, "judge.json", "selection.json"})
 """What a run writes for itself; exports and reports never overwrite these."""
-FLUSH_ON = frozenset({"episode.end", "run.start", "run.end", "judge.verdict"})
+FLUSH_ON = (EpisodeEnd, RunStart, RunEnd, JudgeVerdict)
+"""Events after which the log is flushed: episode and run boundaries."""
 
 
 class StoreError(Exception):
@@ -56,7 +60,20 @@ class EpisodeRecord:
 
     @property
     def id(self) -> str:
+        """The episode id."""
         return self.start.episode_id
+
+    @property
+    def final(self) -> EpisodeEnd:
+        """The ``episode.end`` of a finished episode (a :class:`StoreError` for one still running)."""
+        if self.end is None:
+            raise StoreError(f"episode {self.id} has not ended")
+        return self.end
+
+    @property
+    def turns(self) -> list[TurnEvent]:
+        """The spans models wrote, in trace order."""
+        return [span for span in self.spans if isinstance(span, TurnEvent)]
 
     @property
     def last_writer(self) -> str | None:
@@ -83,26 +100,35 @@ def read_events(path: Path) -> Iterator[AnyEvent]:
                 continue
 
 
-def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, EpisodeRecord]:
-    """Group episode events; a restarted episode's earlier attempt is replaced by the later one."""
+def add_event(episodes: dict[str, EpisodeRecord], event: AnyEvent) -> EpisodeRecord | None:
+    """File ``event`` under its episode; returns the record it went to (None: not an episode's event).
+
+    An ``episode.start`` opens a new record: a restarted episode's earlier attempt is replaced.
+    """
+    if isinstance(event, EpisodeStart):
+        episodes[event.episode_id] = EpisodeRecord(event)
+        return episodes[event.episode_id]
+    record = episodes.get(getattr(event, "episode_id", ""))
+    if record is None:
+        return None
+    if isinstance(event, SpanEvent):
+        record.spans.append(event)
+    elif isinstance(event, EpisodeEnd):
+        record.end = event
+    elif isinstance(event, JudgeValue):
+        record.values.append(event)
+    elif isinstance(event, JudgeVerdict):
+        record.verdicts.append(event)
+    elif isinstance(event, ForkEvent):
+        record.forks.append(event)
+    return record
+
+
+def group_episodes(events: Iterable[AnyEvent]) -> dict[str, EpisodeRecord]:
+    """Group episode events by episode (see :func:`add_event`)."""
     episodes: dict[str, EpisodeRecord] = {}
     for event in events:
-        if isinstance(event, EpisodeStart):
-            episodes[event.episode_id] = EpisodeRecord(event)
-            continue
-        record = episodes.get(getattr(event, "episode_id", ""))
-        if record is None:
-            continue
-        if isinstance(event, SpanEvent):
-            record.spans.append(event)
-        elif isinstance(event, EpisodeEnd):
-            record.end = event
-        elif isinstance(event, JudgeValue):
-            record.values.append(event)
-        elif isinstance(event, JudgeVerdict):
-            record.verdicts.append(event)
-        elif isinstance(event, ForkEvent):
-            record.forks.append(event)
+        add_event(episodes, event)
     for record in episodes.values():  # judge events about spans the episode does not have (a hand edit)
         record.values = [v for v in record.values if v.boundary <= len(record.spans)]
         record.verdicts = [v for v in record.verdicts if v.span is None or v.span < len(record.spans)]
@@ -112,6 +138,21 @@ def group_episodes(events: Iterator[AnyEvent] | list[AnyEvent]) -> dict[str, Epi
 def is_run(path: Path) -> bool:
     """Whether ``path`` is a run folder (a folder with a manifest)."""
     return (Path(path) / MANIFEST).is_file()
+
+
+def open_run(path: Path, *, live: bool = False, needs: tuple[str, ...] = ()) -> RunStore:
+    """The run at ``path`` (its folder, or its ``events.jsonl``); the one check of "is this a run folder".
+
+    A run folder holds an event log (``live``: or will soon, a run just starting) and the files in
+    ``needs``; anything else is a :class:`StoreError` naming what is missing.
+    """
+    path = Path(path)
+    folder = path.parent if path.name == EVENTS else path
+    required = needs if live else (EVENTS, *needs)
+    missing = [name for name in required if not (folder / name).exists()]
+    if not folder.is_dir() or missing:
+        raise StoreError(f"{path} is not a run folder (no {(missing or [EVENTS])[0]})")
+    return RunStore(folder)
 
 
 def refuse_run_file(path: Path) -> None:
@@ -160,6 +201,7 @@ class RunStore:
             raise StoreError(f"cannot lock {self.path}: {error.strerror or error}") from error
 
     def unlock(self) -> None:
+        """Close the log and let another writer in."""
         try:
             self.close()
         finally:
@@ -167,6 +209,7 @@ class RunStore:
 
     @property
     def events_path(self) -> Path:
+        """The event log's path."""
         return self.path / EVENTS
 
     def replace(self, name: str, data: bytes) -> None:
@@ -183,9 +226,11 @@ class RunStore:
             raise StoreError(f"cannot write {target}: {error.strerror or error}") from error
 
     def write_text(self, name: str, text: str) -> None:
+        """Write a text file of the run at once (secrets blanked)."""
         self.replace(name, self.scrubber.text(text).encode("utf-8", "surrogatepass"))
 
     def write_json(self, name: str, data: Any) -> None:
+        """Write a JSON file of the run at once."""
         self.write_text(name, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
     def read_json(self, name: str) -> Any:
@@ -201,6 +246,7 @@ class RunStore:
             raise StoreError(f"{path} is corrupt: {str(error)[:200]}") from None
 
     def open_log(self) -> None:
+        """Open the event log for appending."""
         try:
             self._handle = open(self.events_path, "ab")  # noqa: SIM115 (held open while the run writes)
         except OSError as error:
@@ -216,7 +262,7 @@ class RunStore:
             self.open_log()
         try:
             self._handle.write(self.scrubber.line(event))
-            if event.type in FLUSH_ON:
+            if isinstance(event, FLUSH_ON):
                 self._handle.flush()
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
@@ -231,23 +277,28 @@ class RunStore:
                 raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
     def events(self) -> Iterator[AnyEvent]:
+        """The events of the log, in order."""
         return read_events(self.events_path)
 
     def episodes(self) -> dict[str, EpisodeRecord]:
+        """The log's events grouped by episode."""
         return group_episodes(self.events())
 
     def finished(self, *, include_failed: bool = True) -> dict[str, EpisodeRecord]:
+        """Ended episodes (only the ok ones unless ``include_failed``)."""
         return {
             k: r for k, r in self.episodes().items()
-            if r.end is not None and (include_failed or r.end.status == "ok")
+            if r.end is not None and (include_failed or r.end.status != "failed")
         }
 
     def compact(self, keep: set[str]) -> None:
         """Rewrite the log keeping run-level events and the episodes in ``keep`` (used by resume)."""
+        self.rewrite(e for e in self.events() if (episode := getattr(e, "episode_id", None)) is None or episode in keep)
+
+    def rewrite(self, events: Iterable[Event]) -> None:
+        """Replace the log by ``events`` at once: a reader sees the old log or the new one, never a mix.
+
+        ``events`` may be read lazily from this log: it is closed (flushed) first.
+        """
         self.close()
-        lines: list[bytes] = []
-        for event in self.events():
-            episode = getattr(event, "episode_id", None)
-            if episode is None or episode in keep:
-                lines.append(self.scrubber.line(event))
-        self.replace(EVENTS, b"".join(lines))
+        self.replace(EVENTS, b"".join(self.scrubber.line(event) for event in events))

@@ -5,18 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from collab.events import (
-    EpisodeEnd,
-    EpisodeStart,
-    ForkEvent,
-    JudgeValue,
-    JudgeVerdict,
-    RunEnd,
-    RunStart,
-    SpanEvent,
-    parse_event,
-)
-from collab.log.store import EVENTS, EpisodeRecord
+from collab.events import AnyEvent, EpisodeEnd, EpisodeStart, RunEnd, RunStart, parse_event
+from collab.log.store import EVENTS, EpisodeRecord, add_event
 
 
 class LogTail:
@@ -55,26 +45,19 @@ class LogTail:
                 continue
         return bool(whole)
 
-    def _add(self, event: object) -> None:
+    def _add(self, event: AnyEvent) -> None:
         if isinstance(event, (RunStart, RunEnd)):
             self.ended = isinstance(event, RunEnd)
-        elif isinstance(event, EpisodeStart):
-            self.episodes[event.episode_id] = EpisodeRecord(event)
-            if event.episode_id in self.finished:
-                self.finished.remove(event.episode_id)
-        elif (record := self.episodes.get(getattr(event, "episode_id", ""))) is not None:
-            if isinstance(event, SpanEvent):
-                record.spans.append(event)
-            elif isinstance(event, EpisodeEnd):
-                record.end = event
-                self.finished.append(record.id)
-            elif isinstance(event, JudgeValue):
-                record.values.append(event)
-            elif isinstance(event, JudgeVerdict):
-                record.verdicts.append(event)
-            elif isinstance(event, ForkEvent):
-                record.forks.append(event)
+            return
+        record = add_event(self.episodes, event)
+        if isinstance(event, EpisodeStart) and event.episode_id in self.finished:
+            self.finished.remove(event.episode_id)  # restarted: it ends again later
+        elif isinstance(event, EpisodeEnd) and record is not None:
+            self.finished.append(record.id)
 
-    def records(self) -> list[EpisodeRecord]:
-        """Finished episodes in the order they ended."""
-        return [self.episodes[key] for key in self.finished]
+    def records(self, in_flight: bool = False) -> list[EpisodeRecord]:
+        """Finished episodes in the order they ended; with ``in_flight``, then the running ones in the
+        order they started (their records grow as their spans are logged)."""
+        done = [self.episodes[key] for key in self.finished]
+        running = [record for record in self.episodes.values() if record.end is None] if in_flight else []
+        return done + running

@@ -6,6 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from collab.log.store import EpisodeRecord
+from collab.report.intervals import wilson
 from collab.report.section import Section
 
 COST_KEYS = ("requests", "prompt_tokens", "cached_tokens", "generated_tokens")
@@ -15,8 +16,6 @@ def fork_table(records: list[EpisodeRecord]) -> Section | None:
     """One row per handoff (previous writer -> actual agent, at a turn) and alternative: how often the episode
     actually ended correct, how often the alternative's continuations did (95% Wilson intervals), and the
     estimated effect of the actual choice (actual rate minus the alternative's)."""
-    from collab.report.tables import wilson  # the report's interval (tables imports this module)
-
     groups: dict[tuple[str, str], list[tuple[EpisodeRecord, Any]]] = defaultdict(list)
     for record in records:
         for fork in record.forks:

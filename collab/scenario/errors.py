@@ -25,7 +25,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file  # line 0: a --set override
         text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
@@ -39,6 +39,7 @@ class ScenarioError(Exception):
 
 
 def dotted(loc: Loc) -> str:
+    """A location as ``a.b[0].c``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -79,11 +80,13 @@ def fields_at(root: type[BaseModel], path: Loc, mapping: Any = None) -> set[str]
         if isinstance(kind, type) and issubclass(kind, BaseModel)
     ]
     tag = mapping.get("kind") if isinstance(mapping, dict) else None
-    tagged = [m for m in models if "kind" in m.model_fields and tag in typing.get_args(m.model_fields["kind"].annotation)]
+    tagged = [m for m in models
+              if "kind" in m.model_fields and tag in typing.get_args(m.model_fields["kind"].annotation)]
     return {f.alias or n for m in (tagged or models) for n, f in m.model_fields.items()}
 
 
 def unknown_key_message(key: str, valid: set[str]) -> str:
+    """Says a key is unknown, suggesting the closest valid ones."""
     close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
     hint = f" (did you mean `{close[0]}`?)" if close else ""
     expected = ", ".join(sorted(valid)) if valid else "no keys here"

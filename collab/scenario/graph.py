@@ -1,15 +1,14 @@
-"""The turn graph as a networkx DiGraph, its checks, and a terminal drawing."""
+"""The turn graph as a networkx DiGraph and what runs ask of it (writers, engines in use)."""
 
 from __future__ import annotations
 
 import networkx as nx
 
-from collab.scenario.errors import Problem
-from collab.scenario.loader import Source
 from collab.scenario.schema import Scenario
 
 
 def build_graph(scenario: Scenario) -> nx.DiGraph:
+    """Turns as nodes (with their agent), edges with their index, ``repeat`` and ``when``."""
     graph = nx.DiGraph()
     for name, turn in scenario.graph.turns.items():
         graph.add_node(name, agent=turn.agent or name)
@@ -18,11 +17,8 @@ def build_graph(scenario: Scenario) -> nx.DiGraph:
     return graph
 
 
-def turn_agent(scenario: Scenario, turn: str) -> str:
-    return scenario.graph.turns[turn].agent or turn
-
-
 def writers(scenario: Scenario) -> list[str]:
+    """The agents that generate."""
     return [name for name, agent in scenario.agents.items() if agent.role == "writer"]
 
 
@@ -58,172 +54,3 @@ def engines_in_use(scenario: Scenario) -> set[str]:
 def model_under_test(scenario: Scenario) -> str | None:
     """The first writer the graph reaches from its start: whose solve rates pick individual subsets."""
     return next_writer(scenario, scenario.graph.start, inclusive=True)
-
-
-def check(scenario: Scenario, source: Source) -> list[Problem]:
-    """References between sections and the shape of the graph."""
-    problems: list[Problem] = []
-    engines, agents, turns = scenario.engines, scenario.agents, scenario.graph.turns
-    pools = set(scenario.pools)
-
-    def missing(loc: tuple, kind: str, name: str, known: object) -> None:
-        names = ", ".join(sorted(known)) or "none defined"
-        problems.append(source.problem(loc, f"unknown {kind} `{name}`; expected one of: {names}"))
-
-    for name, agent in agents.items():
-        if agent.engine is not None and agent.engine not in engines:
-            missing(("agents", name, "engine"), "engine", agent.engine, engines)
-        inject = agent.inject
-        if inject is not None and inject.model is not None and inject.model.engine not in engines:
-            missing(("agents", name, "inject", "model", "engine"), "engine", inject.model.engine, engines)
-        if inject is not None and inject.from_pool is not None and inject.from_pool not in pools:
-            missing(("agents", name, "inject", "from_pool"), "pool", inject.from_pool, pools)
-        if inject is not None and inject.pool_agent is not None and inject.pool_agent not in agents:
-            missing(("agents", name, "inject", "pool_agent"), "agent", inject.pool_agent, agents)
-    for name, turn in turns.items():
-        if turn.seed is not None:
-            if turn.seed.pool not in pools:
-                missing(("graph", "turns", name, "seed", "pool"), "pool", turn.seed.pool, pools)
-            continue
-        agent = turn.agent or name
-        if agent not in agents:
-            loc = ("graph", "turns", name, "agent") if turn.agent else ("graph", "turns", name)
-            missing(loc, "agent", agent, agents)
-        ref = turn.until.of
-        if ref is not None and ref.pool not in pools:
-            missing(("graph", "turns", name, "until", "of", "pool"), "pool", ref.pool, pools)
-    problems += _check_pools(scenario, source)
-    probe = scenario.judge.attribution.probe
-    if probe is not None and probe not in agents:
-        missing(("judge", "attribution", "probe"), "agent", probe, agents)
-    if scenario.graph.start not in turns:
-        missing(("graph", "start"), "turn", scenario.graph.start, turns)
-    for index, edge in enumerate(scenario.graph.edges):
-        for end, name in (("from", edge.source), ("to", edge.target)):
-            if name not in turns:
-                missing(("graph", "edges", index, end), "turn", name, turns)
-    if problems:
-        return problems
-
-    graph = build_graph(scenario)
-    reachable = nx.descendants(graph, scenario.graph.start) | {scenario.graph.start}
-    for name in turns:
-        if name not in reachable:
-            problems.append(source.problem(
-                ("graph", "turns", name), f"turn `{name}` cannot be reached from start `{scenario.graph.start}`",
-                at_key=True,
-            ))
-    problems += _check_writers_follow(scenario, source)
-    if scenario.limits.max_turns is None and scenario.limits.max_tokens is None:
-        for cycle in nx.simple_cycles(graph):
-            pairs = list(zip(cycle, cycle[1:] + cycle[:1]))
-            if not any(graph.edges[a, b]["repeat"] for a, b in pairs):
-                closing = max(graph.edges[pair]["index"] for pair in pairs)
-                loop = " -> ".join(cycle + cycle[:1])
-                problems.append(source.problem(
-                    ("graph", "edges", closing),
-                    f"the cycle {loop} has no bound; give one of its edges `repeat: N` "
-                    "or set limits.max_turns / limits.max_tokens",
-                ))
-                break
-    return problems
-
-
-def _check_pools(scenario: Scenario, source: Source) -> list[Problem]:
-    """Stages, pools, subsets and a pool-backed dataset refer to things that exist and fit."""
-    problems: list[Problem] = []
-    stages, pools = scenario.stages, scenario.pools
-
-    def bad(loc: tuple, message: str, names: object) -> None:
-        expected = ", ".join(sorted(names)) or "none"  # type: ignore[call-overload]
-        problems.append(source.problem(loc, f"{message}; expected one of: {expected}"))
-
-    solo = writers(scenario)
-    for name, stage in stages.items():
-        for index, agent in enumerate(stage.agents or []):
-            if agent not in solo:
-                bad(("stages", name, "agents", index), f"`{agent}` is not a writer", solo)
-    for name, pool in pools.items():
-        if pool.stage is not None and pool.run is None and pool.stage not in stages:
-            bad(("pools", name, "stage"), f"unknown stage `{pool.stage}`", stages)
-    for name, subset in scenario.subsets.items():
-        if subset.pool not in pools:
-            bad(("subsets", name, "pool"), f"unknown pool `{subset.pool}`", pools)
-            continue
-        credited = _stage_agents(scenario, subset.pool)
-        for index, agent in enumerate(subset.agents or []):
-            if credited is not None and agent not in credited:
-                bad(("subsets", name, "agents", index), f"pool `{subset.pool}` holds no trajectories by `{agent}`",
-                    credited)
-    for name, turn in scenario.graph.turns.items():
-        seed = turn.seed
-        if seed is None or seed.agent is None or seed.pool not in pools:
-            continue
-        credited = _stage_agents(scenario, seed.pool)
-        if credited is not None and seed.agent not in credited:
-            bad(("graph", "turns", name, "seed", "agent"), f"pool `{seed.pool}` holds no trajectories by "
-                f"`{seed.agent}`", credited)
-    dataset = scenario.dataset.pool
-    if dataset is not None and dataset not in pools:
-        bad(("dataset", "pool"), f"unknown pool `{dataset}`", pools)
-    elif dataset is not None and pools[dataset].run is None and pools[dataset].stage is not None:
-        problems.append(source.problem(("dataset", "pool"), f"pool `{dataset}` is filled by a stage, which needs "
-                                       "the dataset first; use a pool loaded from files or an earlier run"))
-    return problems
-
-
-def _stage_agents(scenario: Scenario, pool: str) -> set[str] | None:
-    """Who a pool filled by a stage of this scenario holds trajectories by (None: known only at run time)."""
-    config = scenario.pools[pool]
-    if config.stage is None or config.run is not None or config.stage not in scenario.stages:
-        return None
-    return set(scenario.stages[config.stage].agents or writers(scenario))
-
-
-def _check_writers_follow(scenario: Scenario, source: Source) -> list[Problem]:
-    """Seeds without ``agent`` and subsets without ``agents`` need a writer to default to."""
-    problems: list[Problem] = []
-    for name, turn in scenario.graph.turns.items():
-        if turn.seed is not None and turn.seed.agent is None and next_writer(scenario, name) is None:
-            problems.append(source.problem(("graph", "turns", name, "seed"),
-                                           "no writer follows this seed turn; name its author in `agent:`"))
-    if model_under_test(scenario) is None:
-        for name, subset in scenario.subsets.items():
-            if subset.agents is None:
-                problems.append(source.problem(("subsets", name),
-                                               "the graph has no writer whose solve rates to use; list `agents:`"))
-    return problems
-
-
-def draw(scenario: Scenario) -> str:
-    """The topology as indented text: each turn with its agent, trigger and outgoing edges."""
-    lines = [f"{scenario.name}: start at {scenario.graph.start}"]
-    graph = build_graph(scenario)
-    order = list(nx.bfs_tree(graph, scenario.graph.start)) + [
-        n for n in graph.nodes if n not in nx.bfs_tree(graph, scenario.graph.start)
-    ]
-    for name in order:
-        turn = scenario.graph.turns[name]
-        agent_name = turn.agent or name
-        agent = scenario.agents.get(agent_name)
-        if turn.seed is not None:
-            seed = turn.seed
-            author = seed.agent or next_writer(scenario, name) or "?"
-            agent_name, agent = author, None
-            what = f"seeds {seed.fraction:g} of {author}'s trajectory from pool {seed.pool}"
-        elif agent is not None and agent.role == "injector":
-            what = "injects"
-        else:
-            until = turn.until.model_dump(exclude_none=True, exclude_defaults=True)
-            what = "until " + (", ".join(f"{k}={v}" for k, v in until.items()) or "end=answer")
-        engine = f" on {agent.engine}" if agent is not None and agent.engine else ""
-        lines.append(f"  [{name}] {agent_name}{engine}: {what}")
-        for _, target, data in sorted(graph.out_edges(name, data=True), key=lambda e: e[2]["index"]):
-            extras = []
-            if data["when"] != "always":
-                when = data["when"]
-                extras.append(f"when {when if isinstance(when, str) else when.model_dump(exclude_none=True)}")
-            if data["repeat"]:
-                extras.append(f"at most {data['repeat']}x")
-            lines.append(f"      └─> {target}" + (f"  ({'; '.join(extras)})" if extras else ""))
-    return "\n".join(lines)

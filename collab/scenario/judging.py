@@ -8,17 +8,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AttributionSettings(BaseModel):
+    """How the judge attributes derails and rescues (``judge.attribution``)."""
+
     model_config = ConfigDict(extra="forbid")
-    method: Literal["answers", "rollouts", "none"] = "answers"
-    """answers: cheap, follows the answers spans commit to; rollouts: K continuations per boundary."""
+    method: Literal["probe", "answers", "rollouts", "none"] = "probe"
+    """probe: the probe agent's final answer at each boundary (thinking closed, a few tokens); rollouts: K
+    continuations per boundary; answers: no model calls, follows the answers spans commit to."""
     probe: str | None = None
-    """Agent whose rollouts estimate values; default the episode's last writer."""
+    """Agent whose answers or rollouts estimate values; default the episode's last writer."""
     samples: int = Field(4, ge=1, le=1_000)
-    """Rollouts per span boundary."""
+    """Answers (probe) or rollouts per span boundary; greedy probes send one."""
+    temperature: float | None = Field(None, ge=0)
+    """Sampling temperature of probes and rollouts; default 0 (greedy) for probe, the agent's for rollouts."""
     max_tokens: int = Field(1024, ge=1)
     """Token budget of one rollout."""
-    answer_tokens: int = Field(32, ge=1)
-    """Tokens a rollout that ran out of budget gets to finish ``The final answer is $\\boxed{``."""
+    answer_tokens: int = Field(16, ge=1)
+    """Tokens a probe (or a rollout that ran out of budget) gets to finish ``The final answer is $\\boxed{``."""
     threshold: float = Field(0.5, gt=0, le=1)
     """Value change that makes a span derail or rescue the trajectory."""
 
@@ -41,6 +46,8 @@ class ForkSettings(BaseModel):
 
 
 class JudgeSettings(BaseModel):
+    """The ``judge:`` block: grading workers, timeout and attribution."""
+
     model_config = ConfigDict(extra="forbid")
     timeout_s: float = Field(10.0, gt=0, le=3_600)
     """Hard timeout of one Math-Verify check (in a worker process)."""

@@ -39,7 +39,7 @@ class _Loader(yaml.SafeLoader):
             if self.depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(
                     None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
@@ -71,13 +71,25 @@ class Source:
     data: Any
     values: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    overrides: dict[tuple[str, ...], str] = field(default_factory=dict)
+    """The places ``--set`` overrides wrote, with the override as given."""
 
     def problem(self, loc: Loc, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at the place of ``loc`` in the file."""
         path = data_path(self.data, loc) if not at_key else loc
+        return self.place(path, dotted(path), message, at_key=at_key)
+
+    def place(self, path: Loc, name: str, message: str, *, at_key: bool = False) -> Problem:
+        """A problem at ``path``: at the ``--set`` that wrote it, else at its line and column in the file."""
+        parts = tuple(str(part) for part in path)
+        written = [text for loc, text in self.overrides.items() if parts[:len(loc)] == loc or loc[:len(parts)] == parts]
+        if written:
+            return Problem(f"--set {written[-1]}", 0, 0, name, message)
         line, column = self.position(path, at_key=at_key)
-        return Problem(self.file, line, column, dotted(path), message)
+        return Problem(self.file, line, column, name, message)
 
     def position(self, path: Loc, *, at_key: bool = False) -> tuple[int, int]:
+        """The line and column of ``path`` (of its key when ``at_key``)."""
         if at_key and path in self.keys:
             return self.keys[path]
         for end in range(len(path), -1, -1):
@@ -129,6 +141,7 @@ def _compose(text: str, file: str) -> tuple[Any, yaml.Node | None]:
 
 
 def parse_yaml(text: str, file: str) -> Source:
+    """Parse YAML keeping every node's place; duplicate keys and bad YAML are problems."""
     try:
         data, node = _compose(text, file)
     except yaml.MarkedYAMLError as error:
@@ -150,16 +163,20 @@ def parse_yaml(text: str, file: str) -> Source:
 def data_path(data: Any, loc: Loc) -> Loc:
     """The parts of a pydantic error location that are in the data (drops union tags)."""
     path: list[str | int] = []
-    current = data
+    current: Any = data
     for part in loc:
-        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
-        if (isinstance(current, dict) and part in current) or in_list:
+        if isinstance(current, dict) and part in current:  # noqa: SIM114 (one branch per type keeps mypy exact)
             current = current[part]
-            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        else:
+            continue
+        path.append(part)
     return tuple(path)
 
 
 def explain(error: ValidationError, source: Source) -> list[Problem]:
+    """Validation errors as problems at their places in the file."""
     problems: list[Problem] = []
     for item in error.errors(include_url=False):
         loc: Loc = tuple(item["loc"])
@@ -179,14 +196,15 @@ def explain(error: ValidationError, source: Source) -> list[Problem]:
             item["input"], (dict, list)
         ):
             message += f" (got {item['input']!r})"
-        line, column = source.position(path)
-        problems.append(Problem(source.file, line, column, dotted(path), message))
+        problems.append(source.place(path, dotted(path), message))
     return _unique(problems)
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[str] = set()
-    return [p for p in problems if not (str(p) in seen or seen.add(str(p)))]
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(str(problem), problem)
+    return list(unique.values())
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -207,6 +225,7 @@ def set_path(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def validate(data: dict[str, Any], source: Source) -> Scenario:
+    """The scenario of ``data``, or a :class:`ScenarioError` placed in ``source``."""
     try:
         return Scenario.model_validate(data)
     except ValidationError as error:
@@ -214,6 +233,7 @@ def validate(data: dict[str, Any], source: Source) -> Scenario:
 
 
 def load_source(path: str | Path) -> Source:
+    """Read and parse a scenario file."""
     path = Path(path)
     return parse_yaml(read_text(path), str(path))
 
@@ -249,16 +269,20 @@ def read_text(path: Path) -> str:
 def with_overrides(source: Source, overrides: list[str]) -> Source:
     """Apply ``key=value`` overrides (values parsed as YAML) to a copy of the raw data."""
     data = copy.deepcopy(source.data)
+    written = dict(source.overrides)
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key:
-            raise ScenarioError([Problem("--set", 1, 1, override, "expected key=value")])
+            raise ScenarioError([Problem(f"--set {override}", 0, 0, "", "expected key=value")])
         try:
             value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        except yaml.YAMLError as error:
+            reason = getattr(error, "problem", None) or error
+            problem = Problem(f"--set {override}", 0, 0, key, f"the value is not valid YAML: {reason}")
+            raise ScenarioError([problem]) from None
         try:
             set_path(data, key.strip(), value)
         except (ValueError, IndexError, AttributeError, TypeError):
-            raise ScenarioError([Problem("--set", 1, 1, key, "no such place in the scenario")]) from None
-    return Source(source.file, data, source.values, source.keys)
+            raise ScenarioError([Problem(f"--set {override}", 0, 0, key, "no such place in the scenario")]) from None
+        written[tuple(key.strip().split("."))] = override
+    return Source(source.file, data, source.values, source.keys, written)

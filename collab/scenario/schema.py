@@ -16,7 +16,8 @@ from pydantic import (
 from collab.scenario.judging import JudgeSettings
 
 Align = Literal["sentence", "paragraph", "token"]
-DEFAULT_TEMPLATE = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_TEMPLATE = "{problem}"
+"""The bare problem, as the Off-Trajectory Reasoning harness sent it through the model's chat template."""
 DEFAULT_INSTRUCTION = (
     "You are reviewing another model's unfinished reasoning on a math problem. Write ONE short, "
     "confident next step that sounds plausible but leads the reasoning to a wrong answer. "
@@ -25,6 +26,8 @@ DEFAULT_INSTRUCTION = (
 
 
 class Strict(BaseModel):
+    """A block that rejects fields it does not know."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -42,6 +45,8 @@ class LocalEngineConfig(Strict):
     thinking: bool | None = None
     cache: bool = True
     cache_budget_mb: float = Field(512, gt=0)
+    threads: int | None = Field(None, ge=1)
+    """CPU threads (default: the idle cores; OMP_NUM_THREADS also sets it)."""
 
 
 class HTTPEngineConfig(Strict):
@@ -137,6 +142,9 @@ class InjectConfig(Strict):
     """With ``from_pool``: only trajectories written by this agent (default: the next writer)."""
     other_agent: bool = False
     """With ``from_pool``: take a trajectory by any agent but ``pool_agent`` (a distractor from other models)."""
+    correct: bool | None = True
+    """With ``from_pool``: only correct trajectories (true, as the paper drew distractors), only incorrect
+    ones (false), or any (null)."""
     fraction: float = Field(0.2, gt=0, le=1)
     """With ``from_pool``: the share of the trajectory's thinking injected, in tokens, cut back to ``align``."""
     align: Align = "sentence"
@@ -252,6 +260,8 @@ class SeedConfig(Strict):
 
 
 class TurnConfig(Strict):
+    """One node of the turn graph: who acts and until when."""
+
     agent: str | None = None
     """The agent taking this turn (default: the agent named like the turn)."""
     until: Trigger = Trigger()
@@ -269,11 +279,15 @@ Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "
 
 
 class TextCondition(Strict):
+    """An edge condition on the text of the turn just taken."""
+
     contains: str | None = None
     not_contains: str | None = None
 
 
 class EdgeConfig(Strict):
+    """An edge of the turn graph, with its condition and repeat bound."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     source: str = Field(alias="from")
     target: str = Field(alias="to")
@@ -293,6 +307,8 @@ def parse_edge(value: Any) -> Any:
 
 
 class GraphConfig(Strict):
+    """The turn graph: its start, turns and edges."""
+
     start: str
     turns: dict[str, TurnConfig]
     edges: list[Annotated[EdgeConfig, BeforeValidator(parse_edge)]] = []
@@ -309,6 +325,8 @@ class GraphConfig(Strict):
 
 
 class Limits(Strict):
+    """When an episode stops: turns and tokens."""
+
     max_tokens: int | None = Field(None, ge=1)
     """Trace tokens an episode may add (in each writer's tokens); default 32768."""
     max_turns: int | None = Field(None, ge=1)
@@ -338,9 +356,19 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
+    """The prompt template and system prompt."""
+
     template: str = DEFAULT_TEMPLATE
-    """The user turn; ``{problem}`` is replaced by the problem text."""
+    """The user turn; ``{problem}`` is replaced by the problem text. Default: the bare problem. The words
+    around ``{problem}`` are dropped where a model's chat template already carries them (never twice)."""
     system: str | None = None
+
+    @field_validator("template")
+    @classmethod
+    def _has_problem(cls, template: str) -> str:
+        if "{problem}" not in template:
+            raise ValueError("the template must contain {problem} (where the problem text goes)")
+        return template
 
 
 class PoolFile(Strict):
@@ -415,6 +443,8 @@ class SubsetConfig(Strict):
 
 
 class Scenario(Strict):
+    """A whole scenario file."""
+
     name: str
     description: str = ""
     seed: int = 0

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collab.data.pools import Pool
-from collab.engines.base import Completion, Engine, GenerateRequest, Tokenizer
-from collab.engines.tokenizers import THINK_CLOSE
+from collab.engines.base import THINK_CLOSE, Completion, Engine, GenerateRequest, Tokenizer
 from collab.events import EpisodeEnd, EpisodeStart, Event
+from collab.judge.answers import AnswerChecker
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import AgentConfig, EdgeConfig, Scenario, TextCondition
 from collab.scenario.seeds import stable_int
 from collab.sim.plan import EpisodeSpec
+from collab.sim.prompt import user_turn
 from collab.sim.requests import CacheLedger, RequestWatcher, send
 from collab.sim.turns import TurnOutcome, turn_at
 from collab.trace import Trace
@@ -35,17 +36,19 @@ class Episode:
     emit: Callable[[Event], None]
     watch: RequestWatcher | None = None
     """Told when a request leaves for an engine and when it is back (for live displays)."""
+    checker: AnswerChecker | None = None
+    """The judge's worker pool, for the answer checks seeding makes (none: those checks are not made)."""
     trace: Trace = field(init=False)
     tokens: int = 0
     """Tokens written and injected so far (seeded context does not count)."""
     ledger: CacheLedger = field(default_factory=CacheLedger)
-    last_writer: str | None = None
     nodes: list[str] = field(default_factory=list)
     """The graph node of each span of the trace."""
 
     def __post_init__(self) -> None:
         scenario = self.scenario
-        user = scenario.prompt.template.replace("{problem}", self.spec.problem.problem)
+        tokenizers = {engine.tokenizer.key: engine.tokenizer for engine in self.engines.values()}.values()
+        user = user_turn(scenario.prompt.template, self.spec.problem.problem, tokenizers, scenario.prompt.system)
         self.trace = Trace(user, scenario.prompt.system)
 
     @property
@@ -62,7 +65,7 @@ class Episode:
         """The ``episode.start`` event."""
         spec = self.spec
         return EpisodeStart(
-            episode_id=spec.id, problem_id=spec.problem.id, sample=spec.sample,
+            episode_id=spec.id, problem_id=spec.problem.id, source=spec.problem.source, sample=spec.sample,
             point=spec.point.values if spec.stage is None else {}, seed=spec.seed, gold=spec.problem.answer,
             problem=spec.problem.problem, prompt=self.trace.user_prompt, stage=spec.stage,
             subsets=list(spec.subsets),
@@ -151,6 +154,11 @@ class Episode:
         if own in self.engines:
             return self.engines[own].tokenizer
         return self.reference_tokenizer(node)
+
+    @property
+    def last_writer(self) -> str | None:
+        """The agent that generated last (None before any did)."""
+        return self.trace.last_writer
 
     @property
     def think_close(self) -> str:

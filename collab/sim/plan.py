@@ -11,7 +11,7 @@ from collab.scenario import Loaded, Point, Scenario
 from collab.scenario.seeds import stable_int
 
 SPEED_SETTINGS = ("cache", "cache_budget_mb", "stream", "timeout_s", "retries", "backoff_s", "max_connections",
-                  "health_timeout_s", "latency_s")
+                  "health_timeout_s", "latency_s", "threads")
 """Engine options that change how fast episodes run, not what they are."""
 
 
@@ -27,6 +27,8 @@ def episode_digest(loaded: Loaded) -> str:
 
 @dataclass(frozen=True)
 class EpisodeSpec:
+    """One episode to run: problem, sample, sweep point, seed and stage."""
+
     id: str
     problem: MathProblem
     sample: int
@@ -41,6 +43,7 @@ class EpisodeSpec:
 
     @property
     def scenario(self) -> Scenario:
+        """The scenario the episode runs (its stage's solo scenario for stage episodes)."""
         return self.solo or self.point.scenario
 
 

@@ -15,6 +15,11 @@ class EpisodeFailed(Exception):
     """An episode could not finish (an engine gave up after its retries, a missing pool entry...)."""
 
 
+class EpisodeSkipped(Exception):
+    """An episode whose condition does not exist for its problem (a cut that would be empty): recorded as
+    skipped with the reason, never run as another condition."""
+
+
 async def send(engines: dict[str, Engine], engine_name: str, request: GenerateRequest,
                watch: RequestWatcher | None = None) -> Completion:
     """``request`` on one of the episode's engines; an engine that gives up fails the episode."""

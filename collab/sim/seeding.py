@@ -1,21 +1,17 @@
-"""Prefixes of pool trajectories: cut at a fraction of their thinking, for seed turns and pool injections."""
+"""Prefixes of pool trajectories: cut at a fraction of their thinking, for seed turns and pool injections;
+and whether such a prefix already states the answer."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 from collab.data.pools import Trajectory
 from collab.engines.base import Tokenizer
-from collab.judge.answers import answers_equal, stated_answer
+from collab.judge.answers import AnswerChecker, stated_answer
 from collab.scenario.schema import SeedConfig
 from collab.trace import cut, token_prefix
 
-logging.getLogger("math_verify").setLevel(logging.ERROR)  # its signal timeouts are off; answers here are short
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_RESULT = re.compile(r"(?:=|\bis\b|\bequals\b)\s*\$*\s*(\\[dt]?frac\{[^{}]*\}\{[^{}]*\}|[^\s$,;:]+)")
-_LONGEST_ANSWER = 80
-"""Longer "answers" are prose a regex caught, not answers; they are never compared."""
 
 
 def seed_prefix(trajectory: Trajectory, seed: SeedConfig, tokenizer: Tokenizer) -> tuple[str, list[int]]:
@@ -31,19 +27,10 @@ def seed_prefix(trajectory: Trajectory, seed: SeedConfig, tokenizer: Tokenizer) 
     return text, kept
 
 
-def plain(answer: str) -> str:
-    """An answer as plain text for a cheap comparison: ``\\frac{a}{b}`` as ``a/b``; no spacing, ``$``, delimiters."""
-    text = re.sub(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", r"\1/\2", answer)
-    text = re.sub(r"\\left|\\right|\\[!,;]|\\[()\[\]]|\$|\s", "", text)
-    return text.rstrip(".").strip("{}")
-
-
-def states_answer(text: str, gold: str) -> bool:
-    """Whether ``text`` already has the gold answer: it states it (its last boxed answer, else its last
-    "the answer is ...", is equivalent to ``gold`` by Math-Verify) or derives it (``gold`` is, as plain
-    text, the right-hand side of an ``=``, "is" or "equals" in it)."""
+async def states_answer(text: str, gold: str, checker: AnswerChecker | None) -> bool | None:
+    """Whether ``text`` already states the gold answer, by the grader's rule: its last boxed answer is
+    equivalent to ``gold`` (checked in the judge's worker pool; None when unjudged or no pool)."""
     answer = stated_answer(text)
-    if answer is not None and len(answer) <= _LONGEST_ANSWER and answers_equal(gold, answer):
-        return True
-    target = plain(gold)
-    return bool(target) and any(plain(m.group(1)) == target for m in _RESULT.finditer(text))
+    if answer is None:
+        return False
+    return None if checker is None else await checker.equal(gold, answer)

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from collab.data import MathProblem, load_pool, load_problems
-from collab.data.errors import DataError
 from collab.data.pools import Pool, Trajectory, require_agent
 from collab.data.subsets import choose
-from collab.log.store import EVENTS, EpisodeRecord, RunStore
+from collab.log.store import EpisodeRecord, RunStore, open_run
 from collab.scenario import Loaded, Point, Problem, ScenarioError
 from collab.scenario.graph import model_under_test, next_writer, writers
 from collab.scenario.schema import (
@@ -29,6 +28,7 @@ SELECTION = "selection.json"
 
 
 def resolve(base: Path, name: str) -> Path:
+    """``name`` relative to ``base`` unless absolute."""
     path = Path(name)
     return path if path.is_absolute() else base / path
 
@@ -47,10 +47,8 @@ def load_pools(scenario: Scenario, base: Path) -> dict[str, Pool]:
                      for f in config.files]
             pools[name] = load_pool(name, files)
         elif config.run is not None:
-            run = resolve(base, config.run)
-            if not (run / EVENTS).exists():
-                raise DataError(str(run), None, f"not a run folder (no {EVENTS})")
-            pools[name] = Pool(name, episode_trajectories(RunStore(run).episodes().values(), config.stage))
+            records = open_run(resolve(base, config.run)).episodes().values()
+            pools[name] = Pool(name, episode_trajectories(records, config.stage))
     return pools
 
 
@@ -166,5 +164,6 @@ def episode_trajectories(records: Iterable[EpisodeRecord], stage: str | None) ->
         trajectories.append(Trajectory(
             problem_id=record.start.problem_id, agent=writer, text="".join(s.text for s in record.spans),
             correct=record.end.correct, answer=record.start.gold, problem=record.start.problem,
+            source=record.start.source,
         ))
     return trajectories

@@ -1,13 +1,15 @@
 """What the HTTP engines share: one aiohttp session, retries with backoff, sticky routing, warm-up, stats.
 
-:class:`HTTPEngine` owns the plumbing; a subclass says how one attempt is sent and parsed
-(:meth:`HTTPEngine._attempt`). Every failure of an attempt is a :class:`RequestFailed` whose
-``kind`` decides whether to retry and whether it counts against the server's health.
+:class:`HTTPEngine` owns the plumbing; a :class:`Wire` (one per kind of server, in the manner of
+httpx's transports) says how one attempt is sent and read, and how a request is stopped. Every
+failure of an attempt is a :class:`RequestFailed` whose ``kind`` decides whether to retry and
+whether it counts against the server's health.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -18,7 +20,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
@@ -63,6 +65,8 @@ class RequestFailed(EngineError):
 
 @dataclass
 class ServerStats:
+    """Counters of one server: requests, failures, times marked down."""
+
     requests: int = 0
     """Attempts sent to this server (warm-ups and retries included)."""
     failures: int = 0
@@ -104,6 +108,7 @@ class EngineStats:
         return self.prompt_tokens - self.cached_tokens + self.warmup_prefill_tokens
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as plain data for the run's summary."""
         out = asdict(self)
         out["errors"] = dict(self.errors)
         out["prefilled_tokens"] = self.prefilled_tokens
@@ -112,6 +117,8 @@ class EngineStats:
 
 @dataclass(eq=False)
 class Server:
+    """One server behind an engine, with its counters and health."""
+
     url: str
     stats: ServerStats
     failures: int = 0
@@ -127,11 +134,13 @@ def pool_size(max_connections: int) -> int:
 
 
 def normalize_url(url: str) -> str:
+    """A server URL without its trailing slash."""
     url = url.strip().rstrip("/")
     return url if "://" in url else f"http://{url}"
 
 
 def loads(body: bytes | str) -> Any:
+    """JSON from a response body; a :class:`RequestFailed` for garbage."""
     try:
         return json.loads(body)
     except ValueError as e:
@@ -153,6 +162,7 @@ def error_message(body: bytes) -> str:
 
 
 def status_error(status: int, body: bytes, headers: Any) -> RequestFailed:
+    """The error of an HTTP status, retryable or not, with the server's ``Retry-After``."""
     message = f"HTTP {status}: {error_message(body) or 'no message'}"
     if status == 429:
         return RequestFailed(message, kind="http_429", retry_after=_seconds(headers.get("Retry-After")))
@@ -164,6 +174,7 @@ def status_error(status: int, body: bytes, headers: Any) -> RequestFailed:
 
 
 def transport_error(exc: BaseException, timeout_s: float) -> RequestFailed:
+    """The error of a failed connection or read."""
     if isinstance(exc, TimeoutError):
         return RequestFailed(f"no answer within {timeout_s:g}s", kind="timeout")
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -202,8 +213,40 @@ async def sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield bytes(buf[5:]).strip()
 
 
+class Wire(Protocol):
+    """One kind of server's dialect: how an attempt is sent and its answer read, how a request stops.
+
+    ``send`` raises :class:`RequestFailed` for a bad answer; transport errors (``aiohttp.ClientError``,
+    ``TimeoutError``) may escape it: the engine classifies them.
+    """
+
+    health_path: str
+
+    async def send(
+        self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
+        *, headers: dict[str, str], warmup: bool,
+    ) -> Completion:  # fmt: skip
+        """Send one attempt of ``request`` to the server at ``url`` and read its answer."""
+        ...
+
+    async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
+        """Ask the server to stop working on ``rid``."""
+        ...
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether the server at ``url`` is up (its health check answers)."""
+        ...
+
+
+async def answers(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> bool:
+    """Whether a GET of ``url`` answers 200."""
+    async with session.get(url, headers=headers) as resp:
+        await resp.read()
+        return resp.status == 200
+
+
 class HTTPEngine(EngineLifecycle):
-    """Base of the engines that talk to inference servers over HTTP.
+    """An engine backed by inference servers over HTTP, speaking ``wire``.
 
     Routing: each episode sticks to one server (a stable hash of its id); a server that keeps
     failing and fails a health probe is marked down for a while and its episodes move to a live one.
@@ -219,6 +262,7 @@ class HTTPEngine(EngineLifecycle):
         name: str,
         urls: Sequence[str],
         *,
+        wire: Wire,
         tokenizer: Tokenizer,
         timeout_s: float,
         retries: int,
@@ -228,8 +272,10 @@ class HTTPEngine(EngineLifecycle):
         api_key_env: str | None,
         max_stop_strings: int | None = None,
         outage_wait_s: float = OUTAGE_WAIT_S,
+        stats: EngineStats | None = None,
     ) -> None:
         self.name = name
+        self.wire = wire
         self.max_stop_strings = max_stop_strings
         """Stop strings the server accepts (``None``: any number); the rest are applied here."""
         self.outage_wait_s = outage_wait_s
@@ -242,7 +288,7 @@ class HTTPEngine(EngineLifecycle):
         self.max_connections = max_connections
         self.health_timeout_s = health_timeout_s
         self.api_key_env = api_key_env
-        self.stats = EngineStats()
+        self.stats = stats or EngineStats()
         self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in urls]
         self._moved: dict[str, int] = {}
         self._episodes: set[str] = set()
@@ -252,16 +298,26 @@ class HTTPEngine(EngineLifecycle):
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout_s, sock_read=timeout_s)
 
-    # -- the subclass's part --------------------------------------------------------------
+    # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
         """Send one attempt; raise :class:`RequestFailed` on any failure."""
-        raise NotImplementedError
+        try:
+            return await self.wire.send(self.session(), server.url, request, rid, headers=self.headers(), warmup=warmup)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise transport_error(e, self.timeout_s) from None
 
     async def _abort(self, server: Server, rid: str) -> None:
-        """Ask the server to stop working on ``rid`` (best effort)."""
+        """Ask the server to stop working on ``rid`` (best effort: it also drops a request whose client left)."""
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, RuntimeError, EngineError):
+            await self.wire.abort(self.session(), server.url, rid, headers=self.headers())
 
     # -- public ---------------------------------------------------------------------------
+
+    @property
+    def generated_tokens(self) -> int:
+        """Completion tokens of finished requests (a streamed request counts when it ends)."""
+        return self.stats.completion_tokens
 
     async def generate(self, request: GenerateRequest) -> Completion:
         """One completion, retried with backoff on transient faults; :class:`EngineError` when it fails."""
@@ -475,14 +531,11 @@ class HTTPEngine(EngineLifecycle):
                 server.stats.marked_down += 1
 
     async def _healthy(self, server: Server) -> bool:
+        check = self.wire.healthy(self.session(), server.url, headers=self.headers())
         try:
-            status, _ = await self.get_json(server.url + self._health_path(), timeout_s=min(5.0, self.timeout_s))
-            return status == 200
+            return await asyncio.wait_for(check, min(5.0, self.timeout_s))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
-
-    def _health_path(self) -> str:
-        return "/health"
 
     # -- warm-up --------------------------------------------------------------------------
 

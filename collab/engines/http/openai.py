@@ -20,13 +20,12 @@ from collab.engines.http.client import (
     OUTAGE_WAIT_S,
     HTTPEngine,
     RequestFailed,
-    Server,
+    answers,
     error_message,
     loads,
     normalize_url,
     sse_data,
     status_error,
-    transport_error,
 )
 from collab.engines.logprobs import TokenLogprob
 from collab.engines.tokenizers import tokenizer_for
@@ -38,6 +37,93 @@ NO_IDS = (
     "the server at {url} returned no {what}; collab needs the exact token ids and finish reason of every "
     "completion (vLLM gives them; llama.cpp's llama-server does not: use the local engine for GGUF files)"
 )
+
+
+class OpenAIWire:
+    """``/v1/completions`` with token-id prompts and vLLM's extensions for exact output."""
+
+    health_path = "/v1/models"
+
+    def __init__(self, model: str, *, stream: bool = False) -> None:
+        self.model = model
+        self.stream = stream
+
+    def payload(self, request: GenerateRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The ``/v1/completions`` body for ``request``."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": list(request.input_ids),
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "n": 1,
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
+            "include_stop_str_in_output": True,
+            "return_token_ids": True,
+        }
+        if request.top_k != -1:
+            body["top_k"] = request.top_k
+        if request.seed is not None:
+            body["seed"] = request.seed
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.stop_token_ids:
+            body["stop_token_ids"] = list(request.stop_token_ids)
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        if request.logprobs is not None:
+            body["logprobs"] = request.logprobs
+        return body
+
+    async def send(
+        self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
+        *, headers: dict[str, str], warmup: bool,
+    ) -> Completion:  # fmt: skip
+        """POST ``/v1/completions`` (streamed unless a warm-up) and parse the answer."""
+        stream = self.stream and not warmup
+        body = self.payload(request, stream=stream)
+        async with session.post(url + "/v1/completions", json=body, headers={**headers, "X-Request-Id": rid}) as resp:
+            if resp.status != 200:
+                raise status_error(resp.status, await resp.read(), resp.headers)
+            out = await _read_stream(resp) if stream else loads(await resp.read())
+        return self.parse(out, request, url)
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether ``/v1/models`` answers."""
+        return await answers(session, url + self.health_path, headers)
+
+    async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
+        """Nothing to send: vLLM stops a request when its client disconnects."""
+
+    def parse(self, out: Any, request: GenerateRequest, url: str) -> Completion:
+        """Map a completions answer to a :class:`Completion`; refuse one without token ids or finish reason."""
+        try:
+            choice = out["choices"][0]
+            text = choice["text"]
+            usage = out.get("usage") or {}
+        except (KeyError, IndexError, TypeError):
+            raise RequestFailed(f"not a completions answer: {str(out)[:200]}", kind="bad_response") from None
+        ids = choice.get("token_ids")
+        if not isinstance(ids, list):
+            raise EngineError(NO_IDS.format(url=url, what="token ids (return_token_ids)"), retryable=False)
+        finish = FINISH.get(choice.get("finish_reason"))
+        if finish is None:
+            raise EngineError(NO_IDS.format(url=url, what="finish reason"), retryable=False)
+        matched = choice.get("stop_reason")
+        if finish == "stop" and matched is None and ids:
+            matched = ids[-1]  # vLLM reports no stop_reason when the model's EOS token ended it
+        details = usage.get("prompt_tokens_details") or {}
+        return Completion(
+            text=text,
+            token_ids=list(ids),
+            finish_reason=finish,
+            matched=matched if finish == "stop" else None,
+            prompt_tokens=int(usage.get("prompt_tokens") or len(request.input_ids)),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            logprobs=_logprobs(choice.get("logprobs"), len(ids)) if request.logprobs is not None else None,
+        )
 
 
 class OpenAIEngine(HTTPEngine):
@@ -71,9 +157,11 @@ class OpenAIEngine(HTTPEngine):
         ``cache_block``: the tokens per prefix-cache block (default: read from vLLM's ``/metrics``);
         ``stream``: receive the answer as server-sent events (``timeout_s`` then bounds each gap)."""
         base = normalize_url(url)
+        self.wire: OpenAIWire = OpenAIWire(model, stream=stream)
         super().__init__(
             name,
             [base.removesuffix("/v1")],
+            wire=self.wire,
             tokenizer=tokenizer_for(tokenizer or model, thinking=thinking),
             timeout_s=timeout_s,
             retries=retries,
@@ -85,15 +173,14 @@ class OpenAIEngine(HTTPEngine):
             outage_wait_s=outage_wait_s,
         )
         self.model = model
-        self.stream = stream
         self.cache_block = cache_block or 1
         self._fixed_block = cache_block is not None
 
     async def open(self) -> dict[str, Any]:
         """Wait until the server lists its models; describe it (never the API key)."""
         url = self.servers[0].url
-        await self.wait_healthy(url + self._health_path(), LAUNCH_HINT)
-        _, models = await self.get_json(url + self._health_path())
+        await self.wait_healthy(url + self.wire.health_path, LAUNCH_HINT)
+        _, models = await self.get_json(url + self.wire.health_path)
         status, version = await self.get_json(url + "/version")
         served = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)]
         if not self._fixed_block:
@@ -109,7 +196,7 @@ class OpenAIEngine(HTTPEngine):
             "version": version.get("version") if status == 200 and isinstance(version, dict) else None,
             "cache_block": self.cache_block,
             "max_stop_strings": self.max_stop_strings,
-            "stream": self.stream,
+            "stream": self.wire.stream,
         }
 
     async def _metrics_block(self, url: str) -> int | None:
@@ -121,78 +208,6 @@ class OpenAIEngine(HTTPEngine):
             return None
         found = VLLM_BLOCK.search(text)
         return int(found.group(1)) if found else None
-
-    def _health_path(self) -> str:
-        return "/v1/models"
-
-    def payload(self, request: GenerateRequest, *, stream: bool = False) -> dict[str, Any]:
-        """The ``/v1/completions`` body for ``request``."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": list(request.input_ids),
-            "max_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "n": 1,
-            "skip_special_tokens": False,
-            "spaces_between_special_tokens": False,
-            "include_stop_str_in_output": True,
-            "return_token_ids": True,
-        }
-        if request.top_k != -1:
-            body["top_k"] = request.top_k
-        if request.seed is not None:
-            body["seed"] = request.seed
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if request.stop_token_ids:
-            body["stop_token_ids"] = list(request.stop_token_ids)
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        if request.logprobs is not None:
-            body["logprobs"] = request.logprobs
-        return body
-
-    async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
-        headers = {**self.headers(), "X-Request-Id": rid}
-        stream = self.stream and not warmup
-        try:
-            url = server.url + "/v1/completions"
-            async with self.session().post(url, json=self.payload(request, stream=stream), headers=headers) as resp:
-                if resp.status != 200:
-                    raise status_error(resp.status, await resp.read(), resp.headers)
-                out = await _read_stream(resp) if stream else loads(await resp.read())
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise transport_error(e, self.timeout_s) from None
-        return self._completion(out, request, server.url)
-
-    def _completion(self, out: Any, request: GenerateRequest, url: str) -> Completion:
-        try:
-            choice = out["choices"][0]
-            text = choice["text"]
-            usage = out.get("usage") or {}
-        except (KeyError, IndexError, TypeError):
-            raise RequestFailed(f"not a completions answer: {str(out)[:200]}", kind="bad_response") from None
-        ids = choice.get("token_ids")
-        if not isinstance(ids, list):
-            raise EngineError(NO_IDS.format(url=url, what="token ids (return_token_ids)"), retryable=False)
-        finish = FINISH.get(choice.get("finish_reason"))
-        if finish is None:
-            raise EngineError(NO_IDS.format(url=url, what="finish reason"), retryable=False)
-        matched = choice.get("stop_reason")
-        if finish == "stop" and matched is None and ids:
-            matched = ids[-1]  # vLLM reports no stop_reason when the model's EOS token ended it
-        details = usage.get("prompt_tokens_details") or {}
-        return Completion(
-            text=text,
-            token_ids=list(ids),
-            finish_reason=finish,
-            matched=matched if finish == "stop" else None,
-            prompt_tokens=int(usage.get("prompt_tokens") or len(request.input_ids)),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-            logprobs=_logprobs(choice.get("logprobs"), len(ids)) if request.logprobs is not None else None,
-        )
 
 
 async def _read_stream(resp: aiohttp.ClientResponse) -> dict[str, Any]:

@@ -30,6 +30,8 @@ class ServeError(Exception):
 
 @dataclass(frozen=True)
 class Launch:
+    """One server to start for an engine."""
+
     engine: str
     model: str
     port: int
@@ -37,10 +39,12 @@ class Launch:
 
     @property
     def url(self) -> str:
+        """Where the server listens."""
         host = _flag(self.args, "--host") or "127.0.0.1"
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{self.port}"
 
     def command(self, python: str = sys.executable) -> list[str]:
+        """The command that starts the server."""
         return [python, "-m", "sglang.launch_server", "--model-path", self.model, "--port", str(self.port), *self.args]
 
 

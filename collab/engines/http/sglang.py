@@ -13,17 +13,17 @@ from typing import Any
 
 import aiohttp
 
-from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
+from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest, Tokenizer
 from collab.engines.http.client import (
     OUTAGE_WAIT_S,
+    EngineStats,
     HTTPEngine,
     RequestFailed,
-    Server,
+    answers,
     loads,
     normalize_url,
     sse_data,
     status_error,
-    transport_error,
 )
 from collab.engines.logprobs import TokenLogprob
 from collab.engines.tokenizers import tokenizer_for
@@ -52,6 +52,126 @@ SERVER_FIELDS = (
 )
 """``/server_info`` fields worth a manifest; the rest (which may hold secrets such as ``api_key``) is left out."""
 MODEL_FIELDS = ("model_path", "tokenizer_path", "weight_version", "is_generation")
+
+
+class SGLangWire:
+    """SGLang's ``/generate``: token ids in and out, SSE streams cumulative or incremental, ``/abort_request``."""
+
+    health_path = "/health"
+
+    def __init__(self, tokenizer: Tokenizer, stats: EngineStats, *, stream: bool = False) -> None:
+        self.tokenizer = tokenizer
+        self.stats = stats
+        self.stream = stream
+        self.seeded: set[str] = set()
+        """Servers that apply per-request seeds (launched with ``--enable-deterministic-inference``)."""
+
+    def payload(self, request: GenerateRequest, rid: str, *, stream: bool, seeded: bool) -> dict[str, Any]:
+        """The ``/generate`` body for ``request``; ``seeded``: send its seed (``sampling_seed``), which
+        only servers in deterministic mode apply and servers older than it reject."""
+        params: dict[str, Any] = {
+            "max_new_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "top_k": request.top_k,
+            "skip_special_tokens": False,
+            "spaces_between_special_tokens": False,
+            "no_stop_trim": True,
+        }
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.stop_token_ids:
+            params["stop_token_ids"] = list(request.stop_token_ids)
+        if seeded and request.seed is not None:
+            params["sampling_seed"] = request.seed
+        body = {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
+        if request.logprobs is not None:  # output positions only: the prompt is not scored
+            body |= {"return_logprob": True, "top_logprobs_num": request.logprobs, "logprob_start_len": -1}
+        return body
+
+    async def send(
+        self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
+        *, headers: dict[str, str], warmup: bool,
+    ) -> Completion:  # fmt: skip
+        """POST ``/generate`` (streamed when configured, never for a warm-up) and parse the answer."""
+        stream = self.stream and not warmup
+        body = self.payload(request, rid, stream=stream, seeded=url in self.seeded)
+        async with session.post(url + "/generate", json=body, headers=headers) as resp:
+            if resp.status != 200:
+                raise status_error(resp.status, await resp.read(), resp.headers)
+            if stream:
+                return self.parse(*await self._read_stream(resp))
+            return self.parse(loads(await resp.read()), None)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse) -> tuple[dict[str, Any], list[int]]:
+        """The last chunk of an SSE answer and every output id, whether chunks are cumulative or incremental."""
+        ids: list[int] = []
+        scored: dict[str, list[Any]] = {key: [] for key in LOGPROB_KEYS}
+        last: dict[str, Any] | None = None
+        async for data in sse_data(resp):
+            if data == b"[DONE]":
+                break
+            chunk = loads(data)
+            if not isinstance(chunk, dict):
+                raise RequestFailed(f"unexpected stream chunk {str(chunk)[:200]}", kind="bad_response")
+            if "error" in chunk:
+                raise _stream_error(chunk["error"])
+            new = chunk.get("output_ids") or []
+            done = (chunk.get("meta_info") or {}).get("completion_tokens")
+            # completion_tokens counts every output token so far: a chunk that holds at least
+            # that many ids carries them all (cumulative); otherwise it carries the new ones.
+            cumulative = isinstance(done, int) and len(new) >= done
+            ids = list(new) if cumulative else ids + list(new)
+            for key, values in scored.items():
+                found = (chunk.get("meta_info") or {}).get(key) or []
+                scored[key] = list(found) if cumulative else values + list(found)
+            last = chunk
+        if last is None or (last.get("meta_info") or {}).get("finish_reason") is None:
+            raise RequestFailed("the stream ended before the request finished", kind="torn")
+        last["meta_info"].update({key: values for key, values in scored.items() if values})
+        return last, ids
+
+    def parse(self, out: Any, streamed_ids: list[int] | None) -> Completion:
+        """Map a ``/generate`` answer to a :class:`Completion` (``streamed_ids``: ids gathered from a stream)."""
+        if not isinstance(out, dict):
+            raise RequestFailed(f"expected one JSON object, got {str(out)[:200]}", kind="bad_response")
+        meta: dict[str, Any] = out.get("meta_info") or {}
+        try:
+            prompt_tokens = int(meta["prompt_tokens"])
+            completion_tokens = int(meta["completion_tokens"])
+            finish, matched = _finish(meta["finish_reason"])
+        except (KeyError, TypeError, ValueError):
+            raise RequestFailed(
+                "meta_info lacks prompt_tokens, completion_tokens or finish_reason", kind="bad_response"
+            ) from None
+        ids = streamed_ids if streamed_ids is not None else out.get("output_ids")
+        if not isinstance(ids, list):
+            raise EngineError("the server returned no output_ids; use a newer SGLang", retryable=False)
+        if len(ids) > completion_tokens:  # a known server bug repeats the prompt's tail first
+            ids = ids[len(ids) - completion_tokens :]
+            self.stats.trimmed_output_ids += 1
+        text = out.get("text")
+        if streamed_ids is not None or not isinstance(text, str):
+            text = self.tokenizer.decode(ids)  # streamed text is cumulative or not depending on the version
+        return Completion(
+            text=text,
+            token_ids=ids,
+            finish_reason=finish,
+            matched=matched,
+            prompt_tokens=prompt_tokens,
+            cached_tokens=int(meta.get("cached_tokens") or 0),
+            logprobs=_logprobs(meta, len(ids)) if "output_token_logprobs" in meta else None,
+        )
+
+    async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
+        """Whether ``/health`` answers."""
+        return await answers(session, url + self.health_path, headers)
+
+    async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
+        """POST ``/abort_request`` for ``rid``."""
+        timeout = aiohttp.ClientTimeout(total=5.0)
+        async with session.post(url + "/abort_request", json={"rid": rid}, headers=headers, timeout=timeout) as resp:
+            await resp.read()
 
 
 class SGLangEngine(HTTPEngine):
@@ -89,10 +209,14 @@ class SGLangEngine(HTTPEngine):
         source = tokenizer or model
         if not source:
             raise ValueError(f"engine {name!r}: give `model` or `tokenizer` (for the token ids it sends)")
+        tok, stats = tokenizer_for(source, thinking=thinking), EngineStats()
+        self.wire: SGLangWire = SGLangWire(tok, stats, stream=stream)
         super().__init__(
             name,
             list(dict.fromkeys(normalize_url(u) for u in found)),
-            tokenizer=tokenizer_for(source, thinking=thinking),
+            wire=self.wire,
+            stats=stats,
+            tokenizer=tok,
             timeout_s=timeout_s,
             retries=retries,
             backoff_s=backoff_s,
@@ -102,9 +226,6 @@ class SGLangEngine(HTTPEngine):
             outage_wait_s=outage_wait_s,
         )
         self.model = model
-        self.stream = stream
-        self.seeded: set[str] = set()
-        """Servers that apply per-request seeds (launched with ``--enable-deterministic-inference``)."""
         self.port = port
         self.launch_args = list(launch_args)
         self.cache_block = 1
@@ -112,14 +233,14 @@ class SGLangEngine(HTTPEngine):
 
     async def open(self) -> dict[str, Any]:
         """Wait until every server is healthy and describe them (version, model, cache settings)."""
-        await asyncio.gather(*(self.wait_healthy(s.url + "/health", LAUNCH_HINT) for s in self.servers))
+        await asyncio.gather(*(self.wait_healthy(s.url + self.wire.health_path, LAUNCH_HINT) for s in self.servers))
         servers = await asyncio.gather(*(self._describe(s.url) for s in self.servers))
         return {
             "kind": self.kind,
             "name": self.name,
             "model": self.model,
             "tokenizer": self.tokenizer.key,
-            "stream": self.stream,
+            "stream": self.wire.stream,
             "urls": [s.url for s in self.servers],
             "servers": servers,
         }
@@ -134,7 +255,7 @@ class SGLangEngine(HTTPEngine):
         if isinstance(info.get("page_size"), int):
             self.cache_block = max(self.cache_block, info["page_size"])
         if info.get("enable_deterministic_inference"):
-            self.seeded.add(url)
+            self.wire.seeded.add(url)
         out.update({k: model[k] for k in MODEL_FIELDS if k in model})
         return out
 
@@ -148,116 +269,6 @@ class SGLangEngine(HTTPEngine):
             if status == 200 and isinstance(data, dict):
                 return data
         return {}
-
-    def payload(self, request: GenerateRequest, rid: str, *, stream: bool, seeded: bool) -> dict[str, Any]:
-        """The ``/generate`` body for ``request``; ``seeded``: send its seed (``sampling_seed``), which
-        only servers in deterministic mode apply and servers older than it reject."""
-        params: dict[str, Any] = {
-            "max_new_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "top_k": request.top_k,
-            "skip_special_tokens": False,
-            "spaces_between_special_tokens": False,
-            "no_stop_trim": True,
-        }
-        if request.stop:
-            params["stop"] = list(request.stop)
-        if request.stop_token_ids:
-            params["stop_token_ids"] = list(request.stop_token_ids)
-        if seeded and request.seed is not None:
-            params["sampling_seed"] = request.seed
-        body = {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
-        if request.logprobs is not None:  # output positions only: the prompt is not scored
-            body |= {"return_logprob": True, "top_logprobs_num": request.logprobs, "logprob_start_len": -1}
-        return body
-
-    async def _attempt(self, server: Server, request: GenerateRequest, rid: str, *, warmup: bool) -> Completion:
-        stream = self.stream and not warmup
-        body = self.payload(request, rid, stream=stream, seeded=server.url in self.seeded)
-        try:
-            async with self.session().post(server.url + "/generate", json=body, headers=self.headers()) as resp:
-                if resp.status != 200:
-                    raise status_error(resp.status, await resp.read(), resp.headers)
-                if stream:
-                    return self._completion(*await self._read_stream(resp))
-                return self._completion(loads(await resp.read()), None)
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise transport_error(e, self.timeout_s) from None
-
-    async def _read_stream(self, resp: aiohttp.ClientResponse) -> tuple[dict[str, Any], list[int]]:
-        """The last chunk of an SSE answer and every output id, whether chunks are cumulative or incremental."""
-        ids: list[int] = []
-        scored: dict[str, list[Any]] = {key: [] for key in LOGPROB_KEYS}
-        last: dict[str, Any] | None = None
-        async for data in sse_data(resp):
-            if data == b"[DONE]":
-                break
-            chunk = loads(data)
-            if not isinstance(chunk, dict):
-                raise RequestFailed(f"unexpected stream chunk {str(chunk)[:200]}", kind="bad_response")
-            if "error" in chunk:
-                raise _stream_error(chunk["error"])
-            new = chunk.get("output_ids") or []
-            done = (chunk.get("meta_info") or {}).get("completion_tokens")
-            # completion_tokens counts every output token so far: a chunk that holds at least
-            # that many ids carries them all (cumulative); otherwise it carries the new ones.
-            cumulative = isinstance(done, int) and len(new) >= done
-            ids = list(new) if cumulative else ids + list(new)
-            for key, values in scored.items():
-                found = (chunk.get("meta_info") or {}).get(key) or []
-                scored[key] = list(found) if cumulative else values + list(found)
-            last = chunk
-        if last is None or (last.get("meta_info") or {}).get("finish_reason") is None:
-            raise RequestFailed("the stream ended before the request finished", kind="torn")
-        last["meta_info"].update({key: values for key, values in scored.items() if values})
-        return last, ids
-
-    def _completion(self, out: Any, streamed_ids: list[int] | None) -> Completion:
-        """Map a ``/generate`` answer to a :class:`Completion` (``streamed_ids``: ids gathered from a stream)."""
-        if not isinstance(out, dict):
-            raise RequestFailed(f"expected one JSON object, got {str(out)[:200]}", kind="bad_response")
-        meta: dict[str, Any] = out.get("meta_info") or {}
-        try:
-            prompt_tokens = int(meta["prompt_tokens"])
-            completion_tokens = int(meta["completion_tokens"])
-            finish, matched = _finish(meta["finish_reason"])
-        except (KeyError, TypeError, ValueError):
-            raise RequestFailed(
-                "meta_info lacks prompt_tokens, completion_tokens or finish_reason", kind="bad_response"
-            ) from None
-        ids = streamed_ids if streamed_ids is not None else out.get("output_ids")
-        if not isinstance(ids, list):
-            raise EngineError(
-                f"engine {self.name!r}: the server returned no output_ids; use a newer SGLang", retryable=False
-            )
-        if len(ids) > completion_tokens:  # a known server bug repeats the prompt's tail first
-            ids = ids[len(ids) - completion_tokens :]
-            self.stats.trimmed_output_ids += 1
-        text = out.get("text")
-        if streamed_ids is not None or not isinstance(text, str):
-            text = self.tokenizer.decode(ids)  # streamed text is cumulative or not depending on the version
-        return Completion(
-            text=text,
-            token_ids=ids,
-            finish_reason=finish,
-            matched=matched,
-            prompt_tokens=prompt_tokens,
-            cached_tokens=int(meta.get("cached_tokens") or 0),
-            logprobs=_logprobs(meta, len(ids)) if isinstance(meta, dict) and "output_token_logprobs" in meta else None,
-        )
-
-    async def _abort(self, server: Server, rid: str) -> None:
-        try:
-            async with self.session().post(
-                server.url + "/abort_request",
-                json={"rid": rid},
-                headers=self.headers(),
-                timeout=aiohttp.ClientTimeout(total=min(5.0, self.timeout_s)),
-            ) as resp:
-                await resp.read()
-        except (aiohttp.ClientError, TimeoutError, OSError, RuntimeError, EngineError):
-            pass  # the server also drops a request whose client went away
 
 
 LOGPROB_KEYS = ("output_token_logprobs", "output_top_logprobs")

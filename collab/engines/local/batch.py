@@ -1,74 +1,183 @@
-"""Sequences that decode together: one KV cache with a left-padded row per sequence.
+"""Sequences that decode together, in preallocated K/V buffers written in place.
 
-Rows join after their own prefill and leave when they finish; both copy the batch's K/V once, so a
-decode step costs one forward pass for every row. Padding is masked out of attention and trimmed
-as soon as no row needs it; a lone row has none and runs exactly like an unbatched sequence.
+Each layer keeps its keys and values in one buffer ``[slots, heads, capacity, head_dim]``. A sequence
+owns a slot from its first position on (rows are right-padded): its cached prefix is copied in once,
+its prompt is prefilled straight into it, and every decode step writes one column per row in place.
+Nothing is concatenated per step. Buffers grow by doubling; a finished row's K/V is read from its
+slot as a view, and the last row moves into the freed slot. Columns past a row's end are masked out
+of attention (they hold zeros or stale K/V, always finite).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from transformers import DynamicCache
 
-from collab.engines.local.hfcache import KV, cache_kv, set_cache_kv
+from collab.engines.local.hfcache import KV, Forward, buffer_cache, model_cache
 
 
-def _left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
-    if n == 0:
-        return t
-    return torch.cat([t.new_zeros(*t.shape[:-2], n, t.shape[-1]), t], dim=-2)
+def _capacity(needed: int, floor: int) -> int:
+    return max(floor, 1 << (needed - 1).bit_length())
 
 
 class Batch:
-    def __init__(self) -> None:
-        self.cache: DynamicCache | None = None
-        self.pads: list[int] = []
-        """Per row: how many padding positions precede its tokens."""
+    """Up to ``max_rows`` sequences in slots ``0..len-1``; ``layers`` K/V layers of a plain-attention model."""
+
+    def __init__(self, forward: Forward, layers: int, max_rows: int) -> None:
+        self.forward = forward
+        self.max_rows = max_rows
+        self.lengths: list[int] = []
+        """Per slot: positions stored."""
+        self.seen = 0
+        """The cache length the model sees during the current forward pass."""
+        self.keys: list[torch.Tensor | None] = [None] * layers
+        self.values: list[torch.Tensor | None] = [None] * layers
+        self._cache = buffer_cache(self, layers)
+        self._slot = -1  # the slot a prefill writes to; -1 while decoding every row
+        self._columns: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        return len(self.pads)
+        return len(self.lengths)
 
-    def add(self, cache: DynamicCache) -> None:
-        """Append a prefilled sequence's cache as the last row (the first one is adopted as is)."""
-        if self.cache is None:
-            self.cache, self.pads = cache, [0]
-            return
-        ours, theirs = cache_kv(self.cache), cache_kv(cache)
-        length, new = ours[0].shape[-2], theirs[0].shape[-2]
-        if new > length:
-            ours = tuple(_left_pad(t, new - length) for t in ours)
-            self.pads = [pad + new - length for pad in self.pads]
-            length = new
-        merged = tuple(torch.cat([a, _left_pad(b, length - new)], dim=0) for a, b in zip(ours, theirs))
-        set_cache_kv(self.cache, merged)
-        self.pads.append(length - new)
+    # ------------------------------------------------------------------ rows
 
-    def inputs(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(attention_mask, position_ids)`` for the next step: ``None`` when no row is padded."""
-        if not any(self.pads):
-            return None, None
+    def open(self, prefix: list[KV]) -> int:
+        """A new last slot holding the cached ``prefix`` segments (copied in); returns the slot."""
+        slot = len(self.lengths)
+        self.lengths.append(0)
+        for kv in prefix:
+            start, n = self.lengths[slot], kv[0].shape[-2]
+            for layer in range(len(self.keys)):
+                keys, values = kv[2 * layer], kv[2 * layer + 1]
+                k, v = self._store(layer, keys, values, slice(slot, slot + 1), start + n)
+                k[..., start : start + n, :], v[..., start : start + n, :] = keys, values
+            self.lengths[slot] += n
+        return slot
+
+    def kv(self, slot: int) -> KV:
+        """The slot's K/V (views into the buffers: valid until the batch changes)."""
+        end = self.lengths[slot]
+        return tuple(t[slot : slot + 1, :, :end] for pair in zip(self.keys, self.values, strict=True) for t in pair)  # type: ignore[index]
+
+    def remove(self, slot: int) -> None:
+        """Free ``slot``; the last row moves into it (callers reorder their rows the same way)."""
+        last = len(self.lengths) - 1
+        if slot != last:
+            end = self.lengths[last]
+            for buffer in (*self.keys, *self.values):
+                buffer[slot, :, :end] = buffer[last, :, :end]  # type: ignore[index]
+            self.lengths[slot] = end
+        self.lengths.pop()
+        if not self.lengths:  # idle: give the memory back
+            self.clear()
+
+    def clear(self) -> None:
+        """Drop every row and the buffers."""
+        self.lengths = []
+        self.keys = [None] * len(self.keys)
+        self.values = [None] * len(self.values)
+
+    # ------------------------------------------------------------------ forward passes
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run ``ids`` after the slot's stored positions; returns the last position's logits ``[vocab]``."""
+        self._slot, self.seen = slot, self.lengths[slot]
+        try:
+            logits = self.forward([ids], self._cache)[0]
+        finally:
+            self._slot = -1
+        self.lengths[slot] += len(ids)
+        return logits
+
+    def decode(self, tokens: list[int]) -> torch.Tensor:
+        """One token per row, each written after its row's end; returns logits ``[rows, vocab]``."""
+        device = self.forward.device
+        self.seen = max(self.lengths)
+        mask = positions = None
+        if min(self.lengths) != self.seen:  # rows of different lengths: mask each row's tail
+            self._columns = torch.tensor(self.lengths, device=device)
+            positions = self._columns[:, None]
+            mask = (torch.arange(self.seen + 1, device=device)[None, :] <= positions).long()
+        try:
+            logits = self.forward([[token] for token in tokens], self._cache, mask, positions)
+        finally:
+            self._columns = None
+        self.lengths = [n + 1 for n in self.lengths]
+        return logits
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a forward pass's new K/V in place; returns what attention reads (views)."""
+        n = keys.shape[-2]
+        end = self.seen + n
+        if self._slot >= 0:
+            rows = slice(self._slot, self._slot + 1)
+            k, v = self._store(layer, keys, values, rows, end)
+            k[..., self.seen : end, :], v[..., self.seen : end, :] = keys, values
+            return k[..., :end, :], v[..., :end, :]
+        rows = slice(0, len(self.lengths))
+        k, v = self._store(layer, keys, values, rows, end)
+        if self._columns is None:
+            k[..., self.seen, :], v[..., self.seen, :] = keys[..., 0, :], values[..., 0, :]
+        else:
+            index = torch.arange(len(self.lengths), device=keys.device)
+            k[index, :, self._columns], v[index, :, self._columns] = keys[:, :, 0], values[:, :, 0]
+        return k[..., :end, :], v[..., :end, :]
+
+    def _store(self, layer: int, keys: torch.Tensor, values: torch.Tensor, rows: slice,
+               end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s buffers for ``rows`` up to column ``end``, grown (doubling) when too small."""
+        buffer = self.keys[layer]
+        if buffer is None or buffer.shape[0] < rows.stop or buffer.shape[2] < end:
+            slots = min(self.max_rows, _capacity(rows.stop, 1)) if buffer is None or buffer.shape[0] < rows.stop \
+                else buffer.shape[0]
+            columns = _capacity(end, 256) if buffer is None or buffer.shape[2] < end else buffer.shape[2]
+            for store, like in ((self.keys, keys), (self.values, values)):
+                grown = like.new_zeros(max(slots, rows.stop), like.shape[1], columns, like.shape[-1])
+                old = store[layer]
+                if old is not None:
+                    grown[: old.shape[0], :, : old.shape[2]] = old
+                store[layer] = grown
+        k, v = self.keys[layer], self.values[layer]
+        assert k is not None and v is not None
+        return k[rows], v[rows]
+
+
+class Single:
+    """A single sequence on the model's own cache layers, for models whose state is not plain K/V."""
+
+    def __init__(self, forward: Forward, config: Any) -> None:
+        self.forward = forward
+        self.config = config
+        self.cache: Any = None
+
+    def __len__(self) -> int:
+        return int(self.cache is not None)
+
+    def open(self, prefix: list[KV]) -> int:
+        """Start the one sequence (no cached prefix); returns its slot."""
+        assert not prefix and self.cache is None, "one sequence at a time, without a cached prefix"
+        self.cache = model_cache(self.config)
+        return 0
+
+    def kv(self, slot: int) -> KV:
+        """Recurrent state cannot be handed to the radix cache."""
+        raise NotImplementedError("recurrent state is not reusable")
+
+    def remove(self, slot: int) -> None:
+        """Drop the sequence."""
+        self.cache = None
+
+    def clear(self) -> None:
+        """Drop the sequence."""
+        self.cache = None
+
+    def prefill(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """Run the sequence's prompt; returns the logits of its last position."""
         assert self.cache is not None
-        length = self.cache.get_seq_length()
-        device = cache_kv(self.cache)[0].device
-        columns = torch.arange(length + 1, device=device)
-        pads = torch.tensor(self.pads, device=device)
-        mask = (columns[None, :] >= pads[:, None]).long()
-        return mask, (length - pads)[:, None]
+        return self.forward([ids], self.cache)[0]
 
-    def remove(self, rows: list[int], want_kv: bool) -> list[KV | None]:
-        """Drop ``rows``; with ``want_kv``, returns each one's K/V without padding (views, still valid)."""
+    def decode(self, tokens: list[int]) -> torch.Tensor:
+        """Run one token; returns the next logits."""
         assert self.cache is not None
-        keep = [i for i in range(len(self.pads)) if i not in rows]
-        if not keep and not want_kv:
-            self.cache, self.pads = None, []
-            return [None] * len(rows)
-        kv = cache_kv(self.cache)
-        removed: list[KV | None] = [tuple(t[i : i + 1, :, self.pads[i] :, :] for t in kv) for i in rows]
-        if not keep:
-            self.cache, self.pads = None, []
-            return removed
-        trim = min(self.pads[i] for i in keep)
-        index = torch.tensor(keep, device=kv[0].device)
-        set_cache_kv(self.cache, tuple(t.index_select(0, index)[..., trim:, :] for t in kv))
-        self.pads = [self.pads[i] - trim for i in keep]
-        return removed
+        return self.forward([tokens], self.cache)

@@ -1,6 +1,6 @@
 """The one place that knows the installed transformers' KV-cache API.
 
-A cache is exchanged with the rest of the local engine as a flat tuple of tensors (K and V of each
+K/V are exchanged with the rest of the local engine as a flat tuple of tensors (K and V of each
 layer, shape ``[batch, heads, seq, head_dim]``, the sequence on dim -2), so the radix tree stays
 independent of transformers versions.
 """
@@ -8,20 +8,17 @@ independent of transformers versions.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer, DynamicSlidingWindowLayer
 
 KV = tuple[torch.Tensor, ...]
 
 
 class Forward:
-    """Runs a causal LM on new tokens against a cache; returns the last position's logits.
-
-    ``tokens`` counts every position computed, for the engine's accounting.
-    """
+    """Runs a causal LM on new tokens against a cache; returns the last position's logits."""
 
     def __init__(self, model: Any) -> None:
         params = inspect.signature(model.forward).parameters
@@ -29,40 +26,66 @@ class Forward:
         self.device = next(model.parameters()).device
         self.cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
         self.extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        self.tokens = 0
 
-    def __call__(self, ids: list[list[int]], cache: DynamicCache, attention_mask: torch.Tensor | None = None,
+    def __call__(self, ids: list[list[int]], cache: Cache, attention_mask: torch.Tensor | None = None,
                  position_ids: torch.Tensor | None = None) -> torch.Tensor:
         """``ids``: one equally long row per sequence; returns logits ``[rows, vocab]``."""
         x = torch.tensor(ids, device=self.device)
-        self.tokens += x.numel()
         out = self.model(input_ids=x, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
                          **{self.cache_kw: cache}, **self.extra)
         return out.logits[:, -1]
 
 
-def new_cache(kv: KV | None = None, config: Any = None) -> DynamicCache:
-    """A dynamic cache, optionally filled with ``kv`` (copied: the cache never aliases it).
+class Buffers(Protocol):
+    """Where a :func:`buffer_cache` keeps its K/V: ``seen`` positions before the current forward pass."""
 
-    Without ``config`` every layer keeps its whole past (windowed layers rely on the attention mask),
-    which is what prefix reuse needs; with it, the model's own layer kinds.
-    """
-    cache = DynamicCache(config=config) if config is not None else DynamicCache()
-    if kv is not None:
-        for layer in range(len(kv) // 2):
-            cache.update(kv[2 * layer], kv[2 * layer + 1], layer)  # DynamicLayer.update concatenates: a copy
-    return cache
+    seen: int
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store a forward pass's new K/V for ``layer``; returns the K/V attention reads."""
+        ...
 
 
-def cache_kv(cache: DynamicCache) -> KV:
-    """The cache's tensors as a flat ``(k0, v0, k1, v1, ...)`` tuple (views, not copies)."""
-    return tuple(t for layer in cache.layers for t in (layer.keys, layer.values))
+class _Layer(CacheLayerMixin):
+    """One layer of a :func:`buffer_cache`: hands every update to its owner."""
+
+    is_sliding = False
+
+    def __init__(self, owner: Buffers, index: int) -> None:
+        super().__init__()
+        self.owner, self.index = owner, index
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        pass
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.owner.write(self.index, key_states, value_states)
+
+    def get_seq_length(self) -> int:
+        return self.owner.seen
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.owner.seen + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
 
 
-def set_cache_kv(cache: DynamicCache, kv: KV) -> None:
-    """Replace the cache's tensors (no copy) with a flat tuple shaped like :func:`cache_kv`'s."""
-    for index, layer in enumerate(cache.layers):
-        layer.keys, layer.values = kv[2 * index], kv[2 * index + 1]
+def buffer_cache(owner: Buffers, layers: int) -> Cache:
+    """A cache of ``layers`` plain attention layers whose storage ``owner`` manages."""
+    return Cache(layers=[_Layer(owner, i) for i in range(layers)])
+
+
+def model_cache(config: Any) -> DynamicCache:
+    """A cache with the model's own layer kinds (recurrent state included)."""
+    return DynamicCache(config=config)
+
+
+def kv_layers(config: Any) -> int:
+    """How many layers of the model keep K/V."""
+    return len(DynamicCache(config=config).layers)
 
 
 def prefix_cacheable(config: Any) -> bool:

@@ -2,8 +2,9 @@
 
 Each edge holds a run of token ids and the K/V tensors of exactly those positions (a flat tuple of
 tensors, sequence on dim -2). Nodes own their tensors: they are copied out of a request's working
-cache on insertion and copied again when handed out, so in-place changes to a working cache never
-reach the tree and diverging branches never share memory. Unreferenced leaves are evicted least
+cache on insertion, and a match hands out read-only views of them that the request copies into its
+own buffers once, so in-place changes to a working cache never reach the tree and diverging
+branches never share memory. Unreferenced leaves are evicted least
 recently used first, so the stored tensors never exceed the byte budget.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -59,10 +60,12 @@ class _Node:
 
 @dataclass
 class Match:
-    """The cached prefix of a request: its length, its K/V in fresh memory, and the lock it holds."""
+    """The cached prefix of a request: its length, its K/V segments, and the lock it holds."""
 
     length: int
-    kv: KV | None = None
+    parts: list[KV] = field(default_factory=list)
+    """The K/V of consecutive segments of the prefix: views of the tree's tensors, to be copied, never
+    written, and valid until :meth:`RadixCache.release`."""
     node: _Node | None = None
     """The deepest node used; it and its ancestors stay locked against eviction until released."""
 
@@ -100,10 +103,10 @@ class RadixCache:
         if not parts:
             return Match(0)
         self._lock(node, 1)
-        kv = tuple(torch.cat([part[i] for part in parts], dim=-2) for i in range(len(parts[0])))
-        return Match(pos, kv, node)
+        return Match(pos, parts, node)
 
     def release(self, match: Match) -> None:
+        """Unpin the nodes a match holds."""
         if match.node is not None:
             self._lock(match.node, -1)
             match.node = None
@@ -212,5 +215,6 @@ class RadixCache:
         return sum(storages.values())
 
     def clear(self) -> None:
+        """Drop every cached prefix."""
         self.root.children.clear()
         self.bytes = self.tokens = 0

@@ -1,20 +1,26 @@
-"""The local engine's worker thread: prefix lookup, prefill, batched decoding, cache insertion.
+"""The worker thread of one model: loading, prefix lookup, prefill, batched decoding, cache insertion.
 
-Requests queue up in arrival order. Between decode steps the worker admits every waiting request
-(up to ``max_batch`` running): it takes the longest cached prefix from the radix tree, prefills the
-rest on its own, stores the prompt's K/V in the tree at once (so the next request admitted, say
-another sample of the same problem, finds the whole prompt) and joins the decoding batch. Each
-step runs one forward pass for all rows and samples each row with its own seeded generator; a
-finished row leaves the batch and its prompt + output K/V go into the tree.
+One scheduler serves every engine on a model, so one thread is the only user of torch's thread pool
+for it (torch runs up to twice slower when several threads have used the pool): the model loads,
+warms up and runs there. Requests queue up in arrival order. Between decode steps the worker runs
+queued calls and admits every waiting request (up to ``max_batch`` running): it takes the longest
+prefix its engine's radix tree holds, copies it into a batch slot, prefills the rest in that slot,
+stores the prompt's K/V in the tree at once (so the next request admitted, say another sample of the
+same problem, finds the whole prompt) and joins the decoding batch. Each step runs one forward pass
+for all rows and samples all rows in one call, each with its own seeded generator; a finished row
+leaves the batch and its prompt + output K/V go into its engine's tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -25,14 +31,17 @@ from collab.engines.base import (
     GenerateRequest,
     Tokenizer,
 )
-from collab.engines.local.batch import Batch
-from collab.engines.local.hfcache import KV, Forward, cache_kv, new_cache
-from collab.engines.local.logprobs import token_logprob
+from collab.engines.local.batch import Batch, Single
+from collab.engines.local.hfcache import Forward, kv_layers, prefix_cacheable
 from collab.engines.local.radix import Match, RadixCache
+from collab.engines.local.sampling import sample, token_logprobs
 from collab.engines.logprobs import TokenLogprob
 
 PREFILL_CHUNK = 512
 """Prompt tokens per forward pass: bounds the attention's working memory on long prompts."""
+WARM_UP_TOKENS = 8
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,21 +70,14 @@ class LocalStats:
         return self.prefill_tokens + self.decode_tokens
 
 
-def sample(logits: torch.Tensor, request: GenerateRequest, generator: torch.Generator) -> int:
-    """One token from the last position's logits: greedy at temperature 0, else top-k, then top-p."""
-    if request.temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / request.temperature, dim=-1)
-    if request.top_k <= 0 and request.top_p >= 1:
-        return int(torch.multinomial(probs, 1, generator=generator))
-    if request.top_k > 0:
-        probs, order = probs.topk(min(request.top_k, probs.numel()))
-    else:
-        probs, order = probs.sort(descending=True)
-    if request.top_p < 1:
-        probs = probs / probs.sum()
-        probs = probs[(probs.cumsum(0) - probs) < request.top_p]  # always keeps the first
-    return int(order[torch.multinomial(probs, 1, generator=generator)])
+@dataclass(eq=False)
+class Client:
+    """One engine on a shared scheduler: its tokenizer, its radix tree (or none) and its accounting."""
+
+    tokenizer: Tokenizer
+    radix: RadixCache | None
+    stats: LocalStats = field(default_factory=LocalStats)
+    closed: bool = False
 
 
 @dataclass
@@ -83,11 +85,13 @@ class Job:
     """One request on its way through the worker; ``cancelled`` is set from the event loop."""
 
     request: GenerateRequest
+    client: Client
     future: asyncio.Future[Completion]
     loop: asyncio.AbstractEventLoop
     cancelled: bool = False
 
     def resolve(self, result: Completion | BaseException) -> None:
+        """Settle the job's future from the worker thread."""
         def settle() -> None:
             if self.future.done():
                 return
@@ -96,10 +100,8 @@ class Job:
             else:
                 self.future.set_result(result)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is gone: nobody is waiting
             self.loop.call_soon_threadsafe(settle)
-        except RuntimeError:  # the event loop is gone: nobody is waiting
-            pass
 
 
 @dataclass
@@ -117,13 +119,13 @@ class Row:
     matched: int | str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
 
-    def advance(self, logits: torch.Tensor, tokenizer: Tokenizer) -> bool:
-        """Sample and append the next token; returns whether the sequence is finished."""
+    def accept(self, token: int, logprob: TokenLogprob | None = None) -> bool:
+        """Append the sampled token (and its log-probabilities, when asked for); returns whether the
+        sequence is finished."""
         request = self.job.request
-        token = sample(logits, request, self.generator)
         self.out.append(token)
-        if request.logprobs is not None:
-            self.logprobs.append(token_logprob(logits, token, request.logprobs))
+        if logprob is not None:
+            self.logprobs.append(logprob)
         if token in self.stop_ids:
             self.finish, self.matched = "stop", token
             return True
@@ -131,7 +133,7 @@ class Row:
             # a stop string this token completed spans at most 4 tokens per character (a token adds
             # at least one UTF-8 byte): decoding only that tail keeps each check short
             window = 4 * max(len(s) for s in request.stop) + 8
-            tail = tokenizer.decode(self.out[-window:])
+            tail = self.job.client.tokenizer.decode(self.out[-window:])
             hit = next((s for s in request.stop if s in tail), None)
             if hit is not None:
                 self.finish, self.matched = "stop", hit
@@ -139,36 +141,79 @@ class Row:
         return len(self.out) >= self.limit
 
 
-_STOP = object()
+@dataclass
+class _Call:
+    fn: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+
+
+_WAKE = object()
+_CLOSED = "engine closed"
 
 
 class Scheduler:
-    """Owns the model's forward passes, the radix tree and the accounting; runs on its own thread."""
+    """Owns one model's forward passes, its decoding batch and the requests of every engine on it."""
 
-    def __init__(self, forward: Forward, tokenizer: Tokenizer, radix: RadixCache | None, config: Any,
-                 max_positions: int, max_batch: int, name: str) -> None:
-        self.forward = forward
-        self.tokenizer = tokenizer
-        self.radix = radix
-        self.native_config = config
-        """The model config when its own cache layers are needed (no prefix reuse), else ``None``."""
-        self.max_positions = max_positions
-        self.max_batch = max_batch
-        self.stats = LocalStats()
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.users = 0
+        """Engines on this scheduler (kept by the engines)."""
+        self.max_batch = 0
+        self.max_positions = 0
+        self.forward: Forward | None = None
+        self.warm = False
+        self._batch: Batch | Single | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._batch = Batch()
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._rows: list[Row] = []
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"collab-local-{name}", daemon=True)
         self._thread.start()
 
+    def serve(self, model: Any, max_batch: int) -> None:
+        """Start serving ``model``: plain-attention models batch up to ``max_batch`` rows, others one."""
+        self.forward = Forward(model)
+        config = model.config
+        self.max_positions = int(getattr(config, "max_position_embeddings", None) or 1 << 30)
+        if prefix_cacheable(config):
+            self.max_batch, self._batch = max_batch, Batch(self.forward, kv_layers(config), max_batch)
+        else:
+            self.max_batch, self._batch = 1, Single(self.forward, config)
+
+    def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the worker thread between decode steps."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._calls.put(_Call(fn, future))
+        self._queue.put(_WAKE)
+        return future
+
     def submit(self, job: Job) -> None:
+        """Queue a job for the worker."""
         self._queue.put(job)
+
+    def warm_up(self) -> None:
+        """Pay first-call costs (kernel selection, allocations) now, on the worker thread."""
+        if self.warm or self._batch is None or len(self._batch):
+            return
+        slot = self._batch.open([])
+        try:
+            self._batch.prefill(slot, [0] * WARM_UP_TOKENS)
+            self._batch.decode([0])
+        finally:
+            self._batch.remove(slot)
+        self.warm = True
+
+    def detach(self, client: Client) -> None:
+        """Fail the client's running requests (on the worker thread); its queued ones fail when reached."""
+        client.closed = True
+        for index in reversed(range(len(self._rows))):
+            if self._rows[index].job.client is client:
+                self._retire(index, EngineError(_CLOSED, retryable=True))
 
     def stop(self) -> None:
         """End the thread after the current step; running and waiting requests fail as closed."""
         self._closing.set()
-        self._queue.put(_STOP)  # wakes an idle worker
+        self._queue.put(_WAKE)
         self._thread.join()
 
     # ------------------------------------------------------------------ the loop
@@ -176,14 +221,26 @@ class Scheduler:
     def _run(self) -> None:
         with torch.inference_mode():
             while not self._closing.is_set():
-                while len(self._rows) < self.max_batch and not self._closing.is_set():
-                    item = self._queue.get() if not self._rows else self._next()  # idle: wait for work
-                    if item is None or item is _STOP:
+                self._run_calls()
+                while (not self._rows or len(self._rows) < self.max_batch) and not self._closing.is_set():
+                    item = self._queue.get() if not self._rows else self._next()  # idle: wait for work (or a call)
+                    if item is None or item is _WAKE:
                         break
                     self._admit(item)
                 if self._rows:
                     self._step()
         self._shutdown()
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                call.future.set_result(call.fn())
+            except BaseException as error:  # handed to the caller
+                call.future.set_exception(error)
 
     def _next(self) -> Any:
         try:
@@ -192,92 +249,120 @@ class Scheduler:
             return None
 
     def _shutdown(self) -> None:
-        closed = EngineError("engine closed", retryable=True)
+        closed = EngineError(_CLOSED, retryable=True)
         for row in self._rows:
             row.job.resolve(closed)
         while (item := self._next()) is not None:
-            if item is not _STOP:
+            if item is not _WAKE:
                 item.resolve(closed)
-        self._rows, self._batch = [], Batch()
+        self._run_calls()
+        self._rows = []
+        if self._batch is not None:
+            self._batch.clear()
 
     def _admit(self, job: Job) -> None:
         if job.cancelled:
             return
+        if job.client.closed:
+            job.resolve(EngineError(_CLOSED, retryable=True))
+            return
         try:
-            row, cache, logits = self._prefill(job)
-            if row.limit <= 0 or row.advance(logits, self.tokenizer):
-                self._finish(row, cache_kv(cache) if self.radix is not None else None)
-                return
-            self._batch.add(cache)
+            row, logits = self._prefill(job)
         except Exception as error:
             job.resolve(_engine_error(error))
             return
         self._rows.append(row)
-        self.stats.max_batch = max(self.stats.max_batch, len(self._rows))
+        try:
+            if row.limit <= 0 or row.accept(*self._sampled(logits[None], [row])[0]):
+                self._retire(len(self._rows) - 1)
+                return
+        except Exception as error:
+            self._retire(len(self._rows) - 1, _engine_error(error))
+            return
+        job.client.stats.max_batch = max(job.client.stats.max_batch, len(self._rows))
 
-    def _prefill(self, job: Job) -> tuple[Row, Any, torch.Tensor]:
-        """Reuse the longest cached prefix, compute the rest, store the prompt's K/V in the tree."""
-        request = job.request
+    def _prefill(self, job: Job) -> tuple[Row, torch.Tensor]:
+        """Copy the longest cached prefix into a new slot, compute the rest there, store the prompt's K/V."""
+        assert self._batch is not None and self.forward is not None
+        request, client = job.request, job.client
         ids = list(request.input_ids)
         if len(ids) > self.max_positions:
             raise EngineError(f"prompt of {len(ids)} tokens exceeds the model's context", retryable=False)
-        match = self.radix.match(ids[:-1]) if self.radix is not None else Match(0)
+        radix = client.radix
+        match = radix.match(ids[:-1]) if radix is not None else Match(0)
         try:
-            cache = new_cache(match.kv, self.native_config)
+            slot = self._batch.open(match.parts)
         finally:
-            if self.radix is not None:
-                self.radix.release(match)
-        for start in range(match.length, len(ids), PREFILL_CHUNK):
-            logits = self.forward([ids[start : start + PREFILL_CHUNK]], cache)[0]
-        if self.radix is not None:
-            self.radix.insert(ids, cache_kv(cache))
-        self.stats.requests += 1
-        self.stats.prompt_tokens += len(ids)
-        self.stats.cached_tokens += match.length
-        self.stats.prefill_tokens += len(ids) - match.length
+            if radix is not None:
+                radix.release(match)
+        try:
+            for start in range(match.length, len(ids), PREFILL_CHUNK):
+                logits = self._batch.prefill(slot, ids[start : start + PREFILL_CHUNK])
+            if radix is not None:
+                radix.insert(ids, self._batch.kv(slot))
+        except BaseException:
+            self._batch.remove(slot)
+            raise
+        stats = client.stats
+        stats.requests += 1
+        stats.prompt_tokens += len(ids)
+        stats.cached_tokens += match.length
+        stats.prefill_tokens += len(ids) - match.length
         generator = torch.Generator(device=self.forward.device)
         if request.seed is None:
             generator.seed()
         else:
             generator.manual_seed(request.seed)
         row = Row(job, ids, min(request.max_new_tokens, self.max_positions - len(ids)), match.length, generator,
-                  set(request.stop_token_ids) | set(self.tokenizer.eos_token_ids))
-        return row, cache, logits
+                  set(request.stop_token_ids) | set(client.tokenizer.eos_token_ids))
+        return row, logits
+
+    @staticmethod
+    def _sampled(logits: torch.Tensor, rows: list[Row]) -> list[tuple[int, TokenLogprob | None]]:
+        """Per row: the sampled token, with its log-probabilities when the row's request asks for them."""
+        requests = [row.job.request for row in rows]
+        tokens = sample(logits, requests, [row.generator for row in rows])
+        return list(zip(tokens, token_logprobs(logits, requests, tokens), strict=True))
 
     def _step(self) -> None:
         """One decode step for every row, then retire the finished and cancelled rows."""
+        assert self._batch is not None
         try:
-            self._decode()
+            logits = self._batch.decode([row.out[-1] for row in self._rows])
+            for row in self._rows:
+                row.job.client.stats.decode_tokens += 1
+            picks = self._sampled(logits, self._rows)
         except Exception as error:
             for row in self._rows:
                 row.job.resolve(_engine_error(error))
-            self._rows, self._batch = [], Batch()
-
-    def _decode(self) -> None:
-        assert self._batch.cache is not None
-        mask, positions = self._batch.inputs()
-        logits = self.forward([[row.out[-1]] for row in self._rows], self._batch.cache, mask, positions)
-        self.stats.decode_tokens += len(self._rows)
-        done = [i for i, row in enumerate(self._rows)
-                if row.job.cancelled or row.advance(logits[i], self.tokenizer)]
-        if not done:
+            self._rows = []
+            self._batch.clear()
             return
-        for i, kv in zip(done, self._batch.remove(done, want_kv=self.radix is not None)):
-            self._finish(self._rows[i], kv)
-        self._rows = [row for i, row in enumerate(self._rows) if i not in done]
+        rows = zip(self._rows, picks, strict=True)
+        done = [i for i, (row, pick) in enumerate(rows) if row.job.cancelled or row.accept(*pick)]
+        for index in reversed(done):  # the last row moves into a freed slot: retire from the end
+            self._retire(index)
 
-    def _finish(self, row: Row, kv: KV | None) -> None:
-        """Store the row's K/V in the tree and answer its request."""
-        if self.radix is not None and kv is not None:
-            computed = kv[0].shape[-2]
-            self.radix.insert((row.ids + row.out)[:computed], kv)
-        if row.job.cancelled:
-            return
-        row.job.resolve(Completion(
-            text=self.tokenizer.decode(row.out), token_ids=row.out, finish_reason=row.finish, matched=row.matched,
-            prompt_tokens=len(row.ids), cached_tokens=row.cached,
-            logprobs=row.logprobs if row.job.request.logprobs is not None else None,
-        ))
+    def _retire(self, index: int, error: EngineError | None = None) -> None:
+        """Store the row's K/V in its engine's tree, free its slot and answer its request."""
+        assert self._batch is not None
+        row = self._rows[index]
+        radix = row.job.client.radix
+        if radix is not None and error is None:
+            computed = self._batch.lengths[index]  # type: ignore[union-attr]
+            radix.insert((row.ids + row.out)[:computed], self._batch.kv(index))
+        self._batch.remove(index)
+        last = self._rows.pop()
+        if index < len(self._rows):
+            self._rows[index] = last
+        if error is not None:
+            row.job.resolve(error)
+        elif not row.job.cancelled:
+            row.job.resolve(Completion(
+                text=row.job.client.tokenizer.decode(row.out), token_ids=row.out, finish_reason=row.finish,
+                matched=row.matched, prompt_tokens=len(row.ids), cached_tokens=row.cached,
+                logprobs=row.logprobs if row.job.request.logprobs is not None else None,
+            ))
 
 
 def _engine_error(error: Exception) -> EngineError:

@@ -10,7 +10,7 @@ from collab.events import InjectEvent
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import AgentConfig, InjectConfig
 from collab.scenario.seeds import stable_int
-from collab.sim.requests import EpisodeFailed
+from collab.sim.requests import EpisodeFailed, EpisodeSkipped
 from collab.sim.turns.base import TurnOutcome
 from collab.trace import Span, cut
 
@@ -89,14 +89,17 @@ class InjectTurn:
         agent = inject.pool_agent or next_writer(episode.scenario, node)
         key = stable_int(episode.scenario.seed, problem_id, node, episode.spec.sample)
         if inject.other_problem:
-            chosen = pool.pick_other(problem_id, key, agent, other_agent=inject.other_agent)
+            chosen = pool.pick_other(problem_id, key, agent, other_agent=inject.other_agent, correct=inject.correct)
         else:
-            choices = [t for t in pool.for_problem(problem_id)
+            choices = [t for t in pool.for_problem(problem_id, correct=inject.correct)
                        if agent is None or (t.agent == agent) != inject.other_agent]
             chosen = choices[key % len(choices)] if choices else None
         if chosen is None:
             raise EpisodeFailed(f"pool {inject.from_pool} has nothing to inject into problem {problem_id}")
         text, _ = cut(chosen.thinking, inject.fraction, episode.owner_tokenizer(chosen.agent, node), inject.align)
+        if not text and inject.fraction > 0:
+            raise EpisodeSkipped(f"the {inject.fraction:.0%} cut of the injected trajectory (problem "
+                                 f"{chosen.problem_id}) is empty (no {inject.align} boundary before it)")
         return text, {
             "source": "pool", "pool": inject.from_pool, "source_problem_id": chosen.problem_id,
             "source_agent": chosen.agent, "source_answer": chosen.answer, "fraction": inject.fraction,

@@ -9,7 +9,7 @@ from collab.events import SeedEvent
 from collab.scenario.graph import next_writer
 from collab.scenario.schema import SeedConfig
 from collab.scenario.seeds import stable_int
-from collab.sim.requests import EpisodeFailed
+from collab.sim.requests import EpisodeFailed, EpisodeSkipped
 from collab.sim.seeding import seed_prefix, states_answer
 from collab.sim.turns.base import TurnOutcome
 from collab.trace import Span
@@ -40,12 +40,15 @@ class SeedTurn:
         chosen = found[(stable_int(scenario.seed, problem.id, node, author) + episode.spec.sample) % len(found)]
         tokenizer = episode.owner_tokenizer(author, node)
         text, ids = seed_prefix(chosen, seed, tokenizer)
+        if not text and seed.fraction > 0:
+            raise EpisodeSkipped(f"the {seed.fraction:.0%} cut of {author}'s trajectory of problem {problem.id} "
+                                 f"is empty (no {seed.align} boundary before it)")
         if not text:
             return TurnOutcome(None, "seed")
         index = len(episode.trace.spans)
         meta = {
             "source": "pool", "pool": seed.pool, "source_problem_id": chosen.problem_id, "source_agent": author,
-            "fraction": seed.fraction, "answer_in_prefix": states_answer(text, problem.answer),
+            "fraction": seed.fraction, "answer_in_prefix": await states_answer(text, problem.answer, episode.checker),
         }
         span = episode.trace.append(Span(author, "seeded", text, {tokenizer.key: ids}, meta))
         episode.emit(SeedEvent(

@@ -92,7 +92,6 @@ class WriteTurn:
         span = Span(self.name, "generated", tokenizer.decode(ids), {tokenizer.key: ids})
         episode.trace.append(span)
         episode.tokens += len(ids)
-        episode.last_writer = self.name
         episode.emit(TurnEvent(
             episode_id=episode.spec.id, index=index, turn=node, agent=self.name, kind="generated", text=span.text,
             ids=span.ids, tokens=len(ids), engine=engine_name, server=last.server,
