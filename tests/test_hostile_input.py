@@ -100,7 +100,7 @@ DATA_CASES = [
     Case("dataset is a folder", lambda t: scenario(t, dataset={"file": str(t)}), "a folder"),
     Case("dataset is a FIFO", lambda t: (fifo(t, "d.jsonl"), with_dataset(t, "d.jsonl", None))[1],
          "not a regular file"),
-    Case("dataset missing", lambda t: with_dataset(t, "none.jsonl", None), "file not found"),
+    Case("dataset missing", lambda t: with_dataset(t, "none.jsonl", None), "no such file"),
     Case("dataset in Latin-1", lambda t: with_dataset(t, "d.jsonl", '{"id": "é"}\n'.encode("latin-1")), "not UTF-8"),
     Case("dataset 5000-digit int", lambda t: with_dataset(t, "d.jsonl", b'{"id": ' + b"9" * 5000 + b"}\n"),
          "invalid JSON"),
@@ -116,7 +116,7 @@ DATA_CASES = [
          ":2: not UTF-8"),
     Case('pool "correct": "false"', lambda t: with_pool(t, jsonl(POOL_ROW, {**POOL_ROW, "correct": "false"})),
          ':2: field `correct` must be true, false or null, got "false"'),
-    Case("inject file missing", lambda t: with_inject(t, t / "none.txt"), "file not found"),
+    Case("inject file missing", lambda t: with_inject(t, t / "none.txt"), "no such file"),
     Case("inject file binary", lambda t: with_inject(t, text_file(t, "i.txt", b"\x89PNG\x00\x01")), "not text"),
     Case("inject file /dev/zero", lambda t: with_inject(t, Path("/dev/zero")), "not a regular file"),
 ]
