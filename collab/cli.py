@@ -138,6 +138,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     with Progress(console=errors, transient=True) as bar:
         task = bar.add_task("judging episodes", total=None)
         summary = asyncio.run(rejudge(Path(args.run), method=args.method, samples=args.samples, replace=args.replace,
+                                      forks=args.forks,
                                       progress=lambda done, total: bar.update(task, completed=done, total=total)))
     if args.json:
         console.print_json(data=summary)
@@ -250,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("--replace", action="store_true",
                        help="make this the run's judgement (default: keep the earlier one, write this one beside it)")
     judge.add_argument("--json", action="store_true", help="print the judge summary as JSON")
+    judge.add_argument("--forks", action="store_true",
+                       help="also fork the handoff boundaries (the scenario's judge.forks, else all, with `same` "
+                            "and every writer)")
 
     serve = add("serve", cmd_serve, "launch an SGLang server for every sglang engine with model and port")
     serve.add_argument("path")

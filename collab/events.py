@@ -96,7 +96,10 @@ class TurnEvent(SpanEvent):
     finish_reason: str = "length"
     matched: int | str | None = None
     trigger: str = ""
-    """Which handoff trigger ended the turn: tokens, stop, thinking, answer, limit, eos."""
+    """Which handoff trigger ended the turn: tokens, stop, thinking, answer, limit, eos, uncertain."""
+    uncertainty: dict[str, Any] | None = None
+    """With an ``uncertain`` trigger: the span's per-token profile and where the trigger fired
+    (see :mod:`collab.sim.uncertainty`)."""
 
 
 class InjectEvent(SpanEvent):
@@ -162,9 +165,35 @@ class JudgeVerdict(Event):
     detail: dict[str, Any] = {}
 
 
+class ForkEvent(Event):
+    """Counterfactual continuations of an episode from the exact prefix at a handoff boundary."""
+
+    type: Literal["fork"] = "fork"
+    episode_id: str
+    boundary: int
+    """Number of spans before the boundary (the fork continues the trace's first ``boundary`` spans)."""
+    turn: str
+    """The graph node that actually took the trace at the boundary."""
+    actual: str
+    """The agent that actually continued."""
+    previous: str | None = None
+    """The last writer before the boundary (``same`` forks continue with it)."""
+    alternative: str
+    """The agent continuing in this fork (``same`` resolves to ``previous``)."""
+    label: str
+    """How the scenario named the alternative: an agent name or ``same``."""
+    samples: int
+    correct: list[bool | None] = []
+    answers: list[str | None] = []
+    value: float | None = None
+    """Share of the judged continuations that ended correct."""
+    cost: dict[str, int] = {}
+    """requests, prompt_tokens, cached_tokens, generated_tokens of the fork's continuations."""
+
+
 AnyEvent = Annotated[
     RunStart | PhaseStart | RunEnd | EpisodeStart | TurnEvent | InjectEvent | SeedEvent | EpisodeEnd | JudgeValue
-    | JudgeVerdict,
+    | JudgeVerdict | ForkEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

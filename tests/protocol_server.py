@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import time
 import uuid
@@ -387,6 +388,7 @@ class ProtocolServer:
         if too_many := self._too_many_stops(p.get("stop")):
             return too_many
         rid = body.get("rid") or uuid.uuid4().hex
+        p = {**p, "logprobs": body.get("top_logprobs_num", 0) if body.get("return_logprob") else None}
         return await self._serve(request, "/generate", ids, p, rid, bool(body.get("stream")))
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -411,6 +413,7 @@ class ProtocolServer:
             "no_stop_trim": body.get("include_stop_str_in_output", False),
             "ignore_eos": body.get("ignore_eos", False),
             "return_token_ids": body.get("return_token_ids", False),
+            "logprobs": body.get("logprobs"),
         }
         if too_many := self._too_many_stops(p["stop"]):
             return too_many
@@ -469,8 +472,29 @@ class ProtocolServer:
                 await asyncio.sleep(self.token_delay_s)
             yield state
 
-    def _meta(self, attempt: Attempt, finish: Any) -> dict[str, Any]:
+    def logprobs(self, context: list[int], token: int, top: int) -> tuple[float, list[float]]:
+        """The log-probability this server reports for ``token`` after ``context``, and its ``top`` best:
+        a geometric distribution whose ratio (so entropy) a hash of the context picks."""
+        digest = _digest(context, "logprobs")
+        ratio = 0.05 + 0.9 * digest[0] / 255
+        best = [math.log(1 - ratio) + i * math.log(ratio) for i in range(max(top, 1))]
+        return best[digest[1] % len(best)], best[:top]
+
+    def _scored(self, attempt: Attempt, since: int) -> dict[str, Any]:
+        """``meta_info`` log-probabilities of output positions ``since`` onwards, when asked for."""
+        top = attempt.params.get("logprobs")
+        if top is None:
+            return {}
+        ids, out = attempt.input_ids, attempt.output_ids
+        found = [self.logprobs(ids + out[:i], out[i], top) for i in range(since, len(out))]
         return {
+            "output_token_logprobs": [[lp, out[since + i], None] for i, (lp, _) in enumerate(found)],
+            "output_top_logprobs": [[[v, 0, None] for v in best] for _, best in found],
+        }
+
+    def _meta(self, attempt: Attempt, finish: Any, since: int = 0) -> dict[str, Any]:
+        return {
+            **self._scored(attempt, since),
             "id": attempt.rid,
             "finish_reason": finish,
             "prompt_tokens": len(attempt.input_ids),
@@ -491,6 +515,8 @@ class ProtocolServer:
             "finish_reason": finish["type"],
             "stop_reason": None if matched in self.tokenizer.eos_token_ids else matched,
         }
+        if p["logprobs"] is not None:
+            choice["logprobs"] = self._openai_logprobs(attempt, 0, p["logprobs"])
         if p["return_token_ids"] and self.openai_token_ids:
             choice["token_ids"] = attempt.output_ids
             choice["prompt_token_ids"] = attempt.input_ids
@@ -539,6 +565,7 @@ class ProtocolServer:
                 await resp.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
                 return resp
             shown = self._shown_text(text, finish, p) if finish is not None else text
+            chunk_start = sent_ids
             if attempt.path == "/v1/completions":
                 event = self._openai_chunk(attempt, shown[sent_text:], out[sent_ids:], p)
                 await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
@@ -549,7 +576,7 @@ class ProtocolServer:
             else:
                 chunk = {"text": shown, "output_ids": (ids[-3:] if fault == "overlap" else []) + out}
             sent_ids, sent_text = len(out), len(shown)
-            chunk["meta_info"] = self._meta(attempt, finish)
+            chunk["meta_info"] = self._meta(attempt, finish, since=chunk_start if self.incremental else 0)
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         if attempt.path == "/v1/completions":
             usage = self._openai_answer(attempt, "", p)["usage"]
@@ -557,9 +584,21 @@ class ProtocolServer:
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
+    def _openai_logprobs(self, attempt: Attempt, since: int, top: int) -> dict[str, Any]:
+        """A completions ``logprobs`` object for output positions ``since`` onwards."""
+        ids, out = attempt.input_ids, attempt.output_ids
+        found = [self.logprobs(ids + out[:i], out[i], top) for i in range(since, len(out))]
+        return {
+            "tokens": [self.piece(t) for t in out[since:]], "token_logprobs": [lp for lp, _ in found],
+            "top_logprobs": [{f"alt{j}": v for j, v in enumerate(best)} for _, best in found],
+        }
+
     def _openai_chunk(self, attempt: Attempt, text: str, new: list[int], p: Mapping[str, Any]) -> dict[str, Any]:
         """One event of a streamed ``/v1/completions`` answer: the new text and ids (vLLM's form)."""
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None, "stop_reason": None}
+        choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": None,
+                                  "stop_reason": None}
+        if p["logprobs"] is not None:
+            choice["logprobs"] = self._openai_logprobs(attempt, len(attempt.output_ids) - len(new), p["logprobs"])
         if attempt.finish is not None:
             final = self._openai_answer(attempt, "", p)["choices"][0]
             choice.update(finish_reason=final["finish_reason"], stop_reason=final["stop_reason"])

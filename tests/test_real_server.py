@@ -179,3 +179,17 @@ async def test_episodes_sharing_a_prefix_hit_the_cache(real: RealServer) -> None
     other = await engine.generate(req(shared + tok.encode(" And 14 times 15?"), episode="shared-3", max_new_tokens=4))
     await engine.aclose()
     assert other.cached_tokens >= (len(shared) - 1) // block * block and other.cached_tokens % block == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_log_probabilities(real: RealServer, stream: bool) -> None:
+    """Per-token log-probabilities of greedy output: one per token, the chosen one the best of the top 5."""
+    engine = engine_for(real, stream=stream)
+    ids = engine.tokenizer.render_prompt("Count from one to ten.")
+    out = await engine.generate(req(ids, max_new_tokens=12, temperature=0.0, logprobs=5))
+    await engine.aclose()
+    assert out.logprobs is not None and len(out.logprobs) == len(out.token_ids) > 0
+    for found in out.logprobs:
+        assert len(found.top) in (5, 6) and list(found.top) == sorted(found.top, reverse=True)
+        assert found.logprob <= 0 and found.logprob == pytest.approx(found.top[0], abs=1e-3)  # greedy: the argmax
+        assert found.entropy >= 0

@@ -14,10 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from collab.display.context import RunContext
+from collab.display.forks import fork_line
 from collab.display.graph import TopologyView
 from collab.display.style import KIND_BADGES, clean, mark
 from collab.display.tail import Block, Lines, Scroll, Tail
 from collab.display.timeline import Timeline
+from collab.display.uncertainty import uncertainty_strip
 from collab.events import JudgeVerdict, SpanEvent
 from collab.log.store import EpisodeRecord
 from collab.log.verdicts import marked_spans, outcome, values_by_boundary
@@ -88,6 +90,9 @@ class TraceView:
             return text
         text.append(clean(span.text), style)
         text.rstrip()
+        strip = uncertainty_strip(getattr(span, "uncertainty", None))
+        if strip is not None:
+            text.append("\n").append_text(strip)
         return text.append_text(self._boundary(span, values or {}, verdict))
 
     def _label(self, span: SpanEvent) -> Text:
@@ -121,6 +126,9 @@ class TraceView:
             line.append(f" {drawn.symbol} {verdict.verdict.upper()} by {clean(who)} ", drawn.badge)
             if verdict.before is not None or verdict.after is not None:
                 line.append(f" {_value(verdict.before)} → {_value(verdict.after)}", f"bold {drawn.colour}")
+        forks = fork_line([f for f in self.record.forks if f.boundary == span.index + 1])
+        if forks is not None:
+            line.append("\n" if line else "").append_text(forks)
         return Text("\n").append_text(line) if line else line
 
 

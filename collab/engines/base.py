@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
+from collab.engines.logprobs import TokenLogprob
+
 FinishType = Literal["stop", "length", "abort"]
 THINK_CLOSE = "</think>"
 """The tag that ends a model's thinking, as every tokenizer here renders it (``Tokenizer.think_close``)."""
@@ -71,6 +73,8 @@ class GenerateRequest:
     stop_token_ids: list[int] = field(default_factory=list)
     n: int = 1
     context: RequestContext = field(default_factory=RequestContext)
+    logprobs: int | None = None
+    """Ask for per-token log-probabilities with this many alternatives per position (``None``: none)."""
 
 
 @dataclass(slots=True)
@@ -86,6 +90,8 @@ class Completion:
     cached_tokens: int = 0
     latency_s: float = 0.0
     server: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+    """One per token of ``token_ids`` when the request asked for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,13 +104,14 @@ class Sampling:
 
 
 def build_request(tokenizer: Tokenizer, input_ids: list[int], max_new_tokens: int, sampling: Sampling, *,
-                  seed: int | None, context: RequestContext, stop: list[str] | None = None) -> GenerateRequest:
+                  seed: int | None, context: RequestContext, stop: list[str] | None = None,
+                  logprobs: int | None = None) -> GenerateRequest:
     """The one way requests are made: ``sampling`` from ``input_ids``, stopping at the tokenizer's end of
-    sequence (and at any of ``stop``)."""
+    sequence (and at any of ``stop``); ``logprobs``: alternatives per position to report."""
     return GenerateRequest(
         input_ids=input_ids, max_new_tokens=max_new_tokens, temperature=sampling.temperature,
         top_p=sampling.top_p, top_k=sampling.top_k, seed=seed, stop=list(stop or []),
-        stop_token_ids=list(tokenizer.eos_token_ids), context=context,
+        stop_token_ids=list(tokenizer.eos_token_ids), context=context, logprobs=logprobs,
     )
 
 

@@ -15,6 +15,7 @@ from collab.events import (
     EpisodeEnd,
     EpisodeStart,
     Event,
+    ForkEvent,
     JudgeValue,
     JudgeVerdict,
     RunEnd,
@@ -55,6 +56,7 @@ class EpisodeRecord:
     end: EpisodeEnd | None = None
     values: list[JudgeValue] = field(default_factory=list)
     verdicts: list[JudgeVerdict] = field(default_factory=list)
+    forks: list[ForkEvent] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -117,6 +119,8 @@ def add_event(episodes: dict[str, EpisodeRecord], event: AnyEvent) -> EpisodeRec
         record.values.append(event)
     elif isinstance(event, JudgeVerdict):
         record.verdicts.append(event)
+    elif isinstance(event, ForkEvent):
+        record.forks.append(event)
     return record
 
 

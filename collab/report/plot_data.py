@@ -9,10 +9,12 @@ from collab.log.verdicts import values_by_boundary
 from collab.report import plots
 from collab.report.figures import accuracy, by_point, handoffs, wilson
 from collab.report.rundata import RunData
+from collab.report.shares import frontier_plot
 
 
 def draw_plots(runs: list[RunData], names: list[str], folder: Path) -> list[Path]:
-    """accuracy.png, handoffs.png and (when the judge left values) values.png under ``folder``."""
+    """accuracy.png, handoffs.png, (when the judge left values) values.png and (one run whose helpers
+    wrote) frontier.png under ``folder``."""
     labels = dict(zip(names, runs, strict=False))
     keys = {k for run in runs for r in run.ok for k in r.start.point}
     single = next(iter(keys)) if len(keys) == 1 else None
@@ -41,6 +43,8 @@ def draw_plots(runs: list[RunData], names: list[str], folder: Path) -> list[Path
     curves = {name: [c for r in run.ok if (c := _curve(r)) is not None] for name, run in labels.items()}
     if any(curves.values()):
         written.append(plots.value_plot({k: v for k, v in curves.items() if v}, folder / "values.png"))
+    if len(runs) == 1 and (frontier := frontier_plot(runs[0].ok, folder)) is not None:
+        written.append(frontier)
     return written
 
 

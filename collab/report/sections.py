@@ -9,9 +9,11 @@ from typing import Any
 from collab.events import TurnEvent
 from collab.log.verdicts import marked_spans, outcome
 from collab.report.figures import accuracy, by_point, ci, handoffs, pct
+from collab.report.forks import fork_table
 from collab.report.paper_tables import paper_tables
 from collab.report.rundata import RunData
 from collab.report.section import Section
+from collab.report.shares import token_shares
 
 
 def overview(run: RunData) -> Section:
@@ -131,7 +133,8 @@ def stages(run: RunData) -> Section | None:
 
 
 SECTIONS: list[Callable[[RunData], Section | None]] = [
-    overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages,
+    overview, per_point, per_agent, outcomes, handoff_matrix, engines, stages, lambda run: token_shares(run.ok),
+    lambda run: fork_table(run.ok),
 ]
 
 PAPER_TABLES: list[Callable[[dict[str, Any]], list[Section]]] = [paper_tables]

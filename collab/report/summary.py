@@ -8,6 +8,7 @@ from typing import Any
 
 from collab.events import TurnEvent
 from collab.log.store import EpisodeRecord
+from collab.report.forks import fork_cost
 from collab.report.paper import twin_tests
 
 
@@ -104,6 +105,8 @@ def summarize(episodes: dict[str, EpisodeRecord]) -> dict[str, Any]:
     tables = twin_tests(ok)
     if tables:
         summary["twin_tests"] = tables
+    if (forked := fork_cost(ok)) is not None:
+        summary["forks"] = forked
     return summary
 
 

@@ -28,6 +28,23 @@ class AttributionSettings(BaseModel):
     """Value change that makes a span derail or rescue the trajectory."""
 
 
+class ForkSettings(BaseModel):
+    """Counterfactual forks: from the exact prefix at handoff boundaries, other agents continue to the end."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: Literal["all"] | list[str] = "all"
+    """Boundaries to fork at: before every span but the first (``all``), or before the named turns."""
+    alternatives: list[str] = ["same"]
+    """Who continues in a fork: agent names, or ``same`` (the writer before the boundary, no handoff)."""
+    samples: int = Field(4, ge=1)
+    """Continuations per alternative and boundary."""
+    max_tokens: int = Field(1024, ge=1)
+    """Token budget of one continuation (then it is made to answer, as rollouts are)."""
+    answer_tokens: int = Field(32, ge=1)
+    concurrency: int = Field(16, ge=1)
+    """Continuations in flight at once per episode."""
+
+
 class JudgeSettings(BaseModel):
     """The ``judge:`` block: grading workers, timeout and attribution."""
 
@@ -37,3 +54,5 @@ class JudgeSettings(BaseModel):
     workers: int = Field(2, ge=1, le=64)
     """Math-Verify worker processes."""
     attribution: AttributionSettings = AttributionSettings(method="none")
+    forks: ForkSettings | None = None
+    """Counterfactual forks at handoff boundaries (none by default; ``collab judge RUN --forks`` adds them)."""

@@ -106,6 +106,8 @@ class ScriptedEngineConfig(Strict):
     default: str | None = None
     thinking: bool = True
     latency_s: float = Field(0.0, ge=0)
+    uncertain: list[str] = ["Wait", "maybe", "again"]
+    """Words whose tokens the engine reports as uncertain when log-probabilities are asked for."""
 
 
 EngineConfig = Annotated[
@@ -197,6 +199,29 @@ class LengthRef(Strict):
     agent: str | None = None
 
 
+class Uncertain(Strict):
+    """Hand off when the writer's own uncertainty crosses a threshold (entropy ceiling and/or log-probability
+    floor), averaged over the last ``window`` tokens of the turn."""
+
+    entropy: float | None = Field(None, gt=0)
+    """Fire when the mean entropy (nats) of the last ``window`` positions reaches this."""
+    logprob: float | None = Field(None, le=0)
+    """Fire when the mean log-probability of the last ``window`` chosen tokens falls to this or below."""
+    window: int = Field(1, ge=1)
+    min_tokens: int = Field(1, ge=0)
+    """Tokens the turn keeps at least before the trigger may fire."""
+    top: int = Field(20, ge=1, le=100)
+    """Alternatives per position the engine reports (entropy is computed over them)."""
+    chunk: int = Field(16, ge=1)
+    """Tokens generated per request while watching; tokens after the crossing point are discarded."""
+
+    @model_validator(mode="after")
+    def _threshold(self) -> Uncertain:
+        if self.entropy is None and self.logprob is None:
+            raise ValueError("`uncertain` needs `entropy` and/or `logprob` (the threshold)")
+        return self
+
+
 class Trigger(Strict):
     """When a turn hands off; the first condition that fires ends the turn."""
 
@@ -207,6 +232,8 @@ class Trigger(Strict):
     of: LengthRef | None = None
     stop: list[str] | None = None
     end: Literal["thinking", "answer"] | None = None
+    uncertain: Uncertain | None = None
+    """End the turn just before the token at which the writer's uncertainty crosses the threshold."""
 
     @model_validator(mode="after")
     def _check(self) -> Trigger:
@@ -248,7 +275,7 @@ class TurnConfig(Strict):
         return self
 
 
-Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "not_answered"]
+Condition = Literal["always", "length", "stop", "thinking_closed", "answered", "not_answered", "uncertain"]
 
 
 class TextCondition(Strict):

@@ -21,6 +21,7 @@ from collab.scenario import Loaded
 from collab.scenario.judging import AttributionSettings
 from collab.scenario.schema import Scenario
 from collab.sim.episode import Episode
+from collab.sim.forking import episode_forks
 from collab.sim.plan import EpisodeSpec, episode_digest
 from collab.sim.requests import EpisodeFailed, EpisodeSkipped, RequestWatcher
 from collab.sim.stages import Schedule
@@ -207,6 +208,10 @@ class Runner:
             return
         for event in judgement.events:  # before episode.end, so a kill cannot leave a finished episode unjudged
             self.emit(event)
+        if self.scenario.judge.forks is not None and episode.spec.stage is None:
+            probes = writer_probes(episode.scenario, episode.engines)
+            for fork in await episode_forks(episode, self.scenario.judge.forks, probes, checker):
+                self.emit(fork)
         grade = judgement.grade
         end.answer, end.correct = grade.answer, grade.correct
         end.judge_reason = grade.reason if grade.status != "ok" else None

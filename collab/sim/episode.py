@@ -42,6 +42,8 @@ class Episode:
     tokens: int = 0
     """Tokens written and injected so far (seeded context does not count)."""
     ledger: CacheLedger = field(default_factory=CacheLedger)
+    nodes: list[str] = field(default_factory=list)
+    """The graph node of each span of the trace."""
 
     def __post_init__(self) -> None:
         scenario = self.scenario
@@ -78,6 +80,8 @@ class Episode:
         taken: dict[int, int] = {}
         while True:
             outcome = await turn_at(scenario, node).take(self, node)
+            if outcome.span is not None:
+                self.nodes.append(node)
             turns += 1
             if outcome.eos:
                 return "answer"
@@ -112,6 +116,7 @@ class Episode:
             "always": True,
             "length": outcome.trigger in ("tokens", "limit"),
             "stop": outcome.trigger == "stop",
+            "uncertain": outcome.trigger == "uncertain",
             "thinking_closed": close in self.trace.text,
             "answered": answered,
             "not_answered": not answered,

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from collab.engines import build_engine
-from collab.events import AnyEvent, EpisodeEnd, Event, JudgeValue, JudgeVerdict
+from collab.events import AnyEvent, EpisodeEnd, Event, ForkEvent, JudgeValue, JudgeVerdict
 from collab.judge.answers import AnswerChecker, Grade
 from collab.judge.episode import Judgement, judge_episode
+from collab.judge.forks import SAME
 from collab.judge.values import Probe
 from collab.log.secrets import Scrubber
 from collab.log.store import (
@@ -25,8 +26,9 @@ from collab.log.store import (
 from collab.report.summary import summarize
 from collab.report.verdicts import summarize_verdicts
 from collab.scenario import load
-from collab.scenario.judging import AttributionSettings, JudgeSettings
+from collab.scenario.judging import AttributionSettings, ForkSettings, JudgeSettings
 from collab.sim.driver import writer_probes
+from collab.sim.forking import record_forks
 from collab.trace import Span, Trace
 
 JUDGE_SUMMARY = "judge.json"
@@ -42,10 +44,12 @@ def trace_of(record: EpisodeRecord, system: str | None = None) -> Trace:
     return trace
 
 
-def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterator[Event]:
-    """The log with old judge events dropped, episode ends regraded, new judge events after each end."""
+def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement],
+             forked: dict[str, list[ForkEvent]] | None = None) -> Iterator[Event]:
+    """The log with old judge events (and with ``forked``, old forks) dropped, episode ends regraded, new judge
+    events (and forks) after each end."""
     for event in events:
-        if isinstance(event, (JudgeValue, JudgeVerdict)):
+        if isinstance(event, (JudgeValue, JudgeVerdict)) or (forked is not None and isinstance(event, ForkEvent)):
             continue
         judgement = judged.get(getattr(event, "episode_id", ""))
         if isinstance(event, EpisodeEnd) and judgement is not None:
@@ -54,6 +58,7 @@ def regraded(events: Iterable[AnyEvent], judged: dict[str, Judgement]) -> Iterat
             event.judge_reason = grade.reason if grade.status != "ok" else None
             yield event
             yield from judgement.events
+            yield from (forked or {}).get(event.episode_id, [])
         else:
             yield event
 
@@ -63,12 +68,13 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                     probes: Mapping[str, Probe] | None = None, system: str | None = None,
                     concurrency: int = 32, replace: bool = True,
                     progress: Callable[[int, int], None] | None = None,
-                    scrubber: Scrubber | None = None) -> dict[str, Any]:
+                    scrubber: Scrubber | None = None, forks: ForkSettings | None = None) -> dict[str, Any]:
     """Re-judge every finished episode of a run that is not running; returns the judge summary.
 
     ``settings``: the scenario's ``judge:`` block (default: defaults with the answers method);
     ``method``/``samples`` override it; ``probes``: agent -> :class:`Probe`, for probe and rollouts (and to
-    know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts.
+    know whether each final writer thinks); ``system``: the scenario's system prompt, for rollouts;
+    ``forks``: fork the episodes' handoff boundaries too (old fork events are replaced).
     ``scrubber`` blanks API keys from what is rewritten. With ``replace`` (or when the run holds no
     judgement yet) the event log is rewritten (old judge
     events replaced, episode ends regraded) and ``summary.json`` and ``judge.json`` are written;
@@ -90,6 +96,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
     records = {k: r for k, r in store.episodes().items() if r.end is not None and r.end.status == "ok"}
     gate = asyncio.Semaphore(concurrency)
     done = 0
+    forked: dict[str, list[ForkEvent]] | None = None if forks is None else {}
 
     async def one(record: EpisodeRecord) -> Judgement:
         trace = trace_of(record, system)
@@ -103,6 +110,9 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                                                 thinking=thinking)
             except Exception as error:  # this episode stays unjudged; the others go on
                 judgement = Judgement(Grade(None, None, "unjudged", f"judge: {type(error).__name__}: {error}"))
+            else:
+                if forked is not None and forks is not None and record.start.stage is None:
+                    forked[record.id] = await record_forks(record, trace, forks, probes, checker)
         done += 1
         if progress is not None:
             progress(done, len(records))
@@ -114,7 +124,7 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
         judged = dict(zip(records, results, strict=True))
         earlier = any(record.values or record.verdicts for record in records.values())
         if replace or not earlier:
-            store.rewrite(regraded(store.events(), judged))
+            store.rewrite(regraded(store.events(), judged, forked))
             episodes = store.episodes()
             store.write_json(SUMMARY, summarize(episodes))
             written = [store.events_path.name, SUMMARY, JUDGE_SUMMARY]
@@ -123,7 +133,8 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
                                       verdicts=[e for e in judged[key].events if isinstance(e, JudgeVerdict)])
                         for key, record in records.items()}
             name = f"judge-{attribution.method}"
-            store.write_text(f"{name}.jsonl", "".join(e.model_dump_json() + "\n" for j in results for e in j.events))
+            side = [e for j in results for e in j.events] + [e for f in (forked or {}).values() for e in f]
+            store.write_text(f"{name}.jsonl", "".join(e.model_dump_json() + "\n" for e in side))
             written = [f"{name}.json", f"{name}.jsonl"]
         verdicts = summarize_verdicts(episodes.values())
         summary = {"method": attribution.method, "samples": attribution.samples, **verdicts,
@@ -137,20 +148,27 @@ async def judge_run(run_dir: Path, *, settings: JudgeSettings | None = None,
 
 async def rejudge(run: Path, *, method: Literal["probe", "answers", "rollouts"] | None = None,
                   samples: int | None = None, replace: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Re-judge a finished run; probe and rollouts open the run's engines (the answers method needs none)."""
+                  progress: Callable[[int, int], None] | None = None, forks: bool = False) -> dict[str, Any]:
+    """Re-judge a finished run; probe, rollouts and forks open the run's engines (the answers method needs none).
+
+    ``forks``: fork every episode at its handoff boundaries, with the scenario's ``judge.forks`` (default:
+    every boundary, the writer before it and every writer as alternatives)."""
     open_run(run, needs=(MANIFEST,))
     scenario = load(run / SCENARIO, files=False).scenario
     configured = scenario.judge.attribution.method
     method = method or (configured if configured in ("probe", "rollouts") else "answers")
     engines = {}
     async with contextlib.AsyncExitStack() as stack:
-        if method in ("probe", "rollouts"):
+        if method in ("probe", "rollouts") or forks:
             engines = {name: build_engine(name, config) for name, config in scenario.engines.items()}
             for engine in engines.values():
                 await stack.enter_async_context(engine)
         probes = writer_probes(scenario, engines)
+        fork_settings = None
+        if forks:
+            writers = [name for name, agent in scenario.agents.items() if agent.role == "writer"]
+            fork_settings = scenario.judge.forks or ForkSettings(alternatives=[SAME, *writers])
         names = [name for config in scenario.engines.values() if (name := getattr(config, "api_key_env", None))]
         return await judge_run(run, settings=scenario.judge, method=method, samples=samples, probes=probes or None,
                                system=scenario.prompt.system, replace=replace, progress=progress,
-                               scrubber=Scrubber.from_env(names))
+                               scrubber=Scrubber.from_env(names), forks=fork_settings)

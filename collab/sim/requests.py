@@ -66,6 +66,11 @@ class CacheLedger:
         self.block_ideal_cached_tokens += block_ideal(ideal, len(seen), len(request.input_ids), block)
         return ideal, ideal == len(seen)
 
+    def cut(self, engine_name: str, keep: int) -> None:
+        """The episode keeps only the first ``keep`` tokens of what ``engine_name`` last saw (the rest was
+        discarded): the next request extends the episode when it starts with those."""
+        del self._seen.get(engine_name, [])[keep:]
+
 
 def block_ideal(ideal: int, seen: int, prompt: int, block: int) -> int:
     """The ideal cached prefix as a server that caches whole blocks of ``block`` tokens can report it:

@@ -27,6 +27,7 @@ from collab.engines.http.client import (
     sse_data,
     status_error,
 )
+from collab.engines.logprobs import TokenLogprob
 from collab.engines.tokenizers import tokenizer_for
 
 LAUNCH_HINT = "Start it, e.g. `vllm serve MODEL --port PORT`."
@@ -72,6 +73,8 @@ class OpenAIWire:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
+        if request.logprobs is not None:
+            body["logprobs"] = request.logprobs
         return body
 
     async def send(
@@ -119,6 +122,7 @@ class OpenAIWire:
             matched=matched if finish == "stop" else None,
             prompt_tokens=int(usage.get("prompt_tokens") or len(request.input_ids)),
             cached_tokens=int(details.get("cached_tokens") or 0),
+            logprobs=_logprobs(choice.get("logprobs"), len(ids)) if request.logprobs is not None else None,
         )
 
 
@@ -210,6 +214,7 @@ async def _read_stream(resp: aiohttp.ClientResponse) -> dict[str, Any]:
     """An SSE answer (incremental chunks, then a usage chunk) gathered into one completions answer."""
     text: list[str] = []
     ids: list[int] | None = None
+    scored: dict[str, list[Any]] = {"token_logprobs": [], "top_logprobs": []}
     last: dict[str, Any] = {}
     usage = None
     async for data in sse_data(resp):
@@ -225,7 +230,24 @@ async def _read_stream(resp: aiohttp.ClientResponse) -> dict[str, Any]:
             text.append(choice.get("text") or "")
             if isinstance(choice.get("token_ids"), list):
                 ids = (ids or []) + choice["token_ids"]
+            for key, values in scored.items():
+                values += (choice.get("logprobs") or {}).get(key) or []
             last = choice
     if not last.get("finish_reason"):
         raise RequestFailed("the stream ended before the request finished", kind="torn")
-    return {"choices": [{**last, "text": "".join(text), "token_ids": ids}], "usage": usage}
+    found = scored if scored["token_logprobs"] else None
+    return {"choices": [{**last, "text": "".join(text), "token_ids": ids, "logprobs": found}], "usage": usage}
+
+
+def _logprobs(found: Any, count: int) -> list[TokenLogprob]:
+    """Per-token log-probabilities of a completions choice (``token_logprobs`` and ``top_logprobs``, the
+    alternatives keyed by token text; the chosen token may be among them as one more)."""
+    try:
+        chosen = found["token_logprobs"]
+        tops = found.get("top_logprobs") or [None] * len(chosen)
+        if len(chosen) != count:
+            raise ValueError(f"{len(chosen)} log-probabilities for {count} tokens")
+        return [TokenLogprob(float(c), tuple(sorted((float(v) for v in (top or {}).values()), reverse=True)))
+                for c, top in zip(chosen, tops, strict=True)]
+    except (KeyError, TypeError, ValueError) as error:
+        raise RequestFailed(f"malformed logprobs: {error}", kind="bad_response") from None

@@ -25,6 +25,7 @@ from collab.engines.http.client import (
     sse_data,
     status_error,
 )
+from collab.engines.logprobs import TokenLogprob
 from collab.engines.tokenizers import tokenizer_for
 
 LAUNCH_HINT = (
@@ -83,7 +84,10 @@ class SGLangWire:
             params["stop_token_ids"] = list(request.stop_token_ids)
         if seeded and request.seed is not None:
             params["sampling_seed"] = request.seed
-        return {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
+        body = {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
+        if request.logprobs is not None:  # output positions only: the prompt is not scored
+            body |= {"return_logprob": True, "top_logprobs_num": request.logprobs, "logprob_start_len": -1}
+        return body
 
     async def send(
         self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
@@ -102,6 +106,7 @@ class SGLangWire:
     async def _read_stream(self, resp: aiohttp.ClientResponse) -> tuple[dict[str, Any], list[int]]:
         """The last chunk of an SSE answer and every output id, whether chunks are cumulative or incremental."""
         ids: list[int] = []
+        scored: dict[str, list[Any]] = {key: [] for key in LOGPROB_KEYS}
         last: dict[str, Any] | None = None
         async for data in sse_data(resp):
             if data == b"[DONE]":
@@ -115,13 +120,15 @@ class SGLangWire:
             done = (chunk.get("meta_info") or {}).get("completion_tokens")
             # completion_tokens counts every output token so far: a chunk that holds at least
             # that many ids carries them all (cumulative); otherwise it carries the new ones.
-            if isinstance(done, int) and len(new) >= done:
-                ids = list(new)
-            else:
-                ids.extend(new)
+            cumulative = isinstance(done, int) and len(new) >= done
+            ids = list(new) if cumulative else ids + list(new)
+            for key, values in scored.items():
+                found = (chunk.get("meta_info") or {}).get(key) or []
+                scored[key] = list(found) if cumulative else values + list(found)
             last = chunk
         if last is None or (last.get("meta_info") or {}).get("finish_reason") is None:
             raise RequestFailed("the stream ended before the request finished", kind="torn")
+        last["meta_info"].update({key: values for key, values in scored.items() if values})
         return last, ids
 
     def parse(self, out: Any, streamed_ids: list[int] | None) -> Completion:
@@ -153,6 +160,7 @@ class SGLangWire:
             matched=matched,
             prompt_tokens=prompt_tokens,
             cached_tokens=int(meta.get("cached_tokens") or 0),
+            logprobs=_logprobs(meta, len(ids)) if "output_token_logprobs" in meta else None,
         )
 
     async def healthy(self, session: aiohttp.ClientSession, url: str, *, headers: dict[str, str]) -> bool:
@@ -261,6 +269,21 @@ class SGLangEngine(HTTPEngine):
             if status == 200 and isinstance(data, dict):
                 return data
         return {}
+
+
+LOGPROB_KEYS = ("output_token_logprobs", "output_top_logprobs")
+"""``meta_info`` keys of a ``return_logprob`` answer: per position ``[logprob, id, text]`` and a list of those."""
+
+
+def _logprobs(meta: dict[str, Any], count: int) -> list[TokenLogprob]:
+    """The last ``count`` positions' log-probabilities of a ``return_logprob`` answer."""
+    try:
+        chosen = meta["output_token_logprobs"][-count:] if count else []
+        tops = (meta.get("output_top_logprobs") or [None] * len(chosen))[-count:] if count else []
+        return [TokenLogprob(float(c[0]), tuple(float(t[0]) for t in top or ()))
+                for c, top in zip(chosen, tops, strict=True)]
+    except (TypeError, ValueError, IndexError) as error:
+        raise RequestFailed(f"malformed output logprobs: {error}", kind="bad_response") from None
 
 
 def _finish(reason: Any) -> tuple[FinishType, int | str | None]:

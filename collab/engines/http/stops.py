@@ -34,6 +34,8 @@ def apply(completion: Completion, stops: list[str], tokenizer: Tokenizer) -> Com
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if first_stop(mid) is not None else (mid, hi)
     completion.token_ids = ids[:hi]
+    if completion.logprobs is not None:
+        completion.logprobs = completion.logprobs[:hi]
     completion.text = tokenizer.decode(ids[:hi])
     completion.finish_reason = "stop"
     completion.matched = first_stop(hi)

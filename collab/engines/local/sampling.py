@@ -5,7 +5,8 @@ most :data:`CANDIDATES` sorted probabilities per row instead of sorting the voca
 back to its full distribution only when its nucleus does not fit in the candidates, and one without
 top-k or top-p is drawn from its unsorted distribution. Each row draws one uniform number from its
 own generator and picks by inverse CDF, so its token depends only on its own logits, settings and
-generator, never on the other rows of the batch.
+generator, never on the other rows of the batch. Rows whose request asks for log-probabilities get
+them here too, from the same logits (see :func:`token_logprobs`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from collab.engines.base import GenerateRequest
+from collab.engines.logprobs import TokenLogprob
 
 CANDIDATES = 256
 """Highest-probability tokens kept per row before top-k and top-p."""
@@ -51,6 +53,24 @@ def sample(logits: torch.Tensor, requests: Sequence[GenerateRequest],
     for j, token in zip(hot, picked.tolist(), strict=True):
         tokens[j] = token
     return tokens
+
+
+def token_logprobs(logits: torch.Tensor, requests: Sequence[GenerateRequest],
+                   tokens: Sequence[int]) -> list[TokenLogprob | None]:
+    """Per row of ``logits``: the chosen token's log-probability and the best ``request.logprobs`` ones, from
+    the raw logits (temperature 1), for the rows whose request asks for them (``None`` for the others)."""
+    found: list[TokenLogprob | None] = [None] * len(requests)
+    asked = [i for i, request in enumerate(requests) if request.logprobs is not None]
+    if not asked:
+        return found
+    scores = torch.log_softmax(logits[asked].float(), dim=-1)
+    chosen = torch.tensor([tokens[i] for i in asked], device=scores.device)
+    picked = scores.gather(-1, chosen[:, None])[:, 0].tolist()
+    top = min(scores.shape[-1], max(requests[i].logprobs or 0 for i in asked))
+    best = scores.topk(top).values.tolist() if top > 0 else [[] for _ in asked]
+    for j, i in enumerate(asked):
+        found[i] = TokenLogprob(picked[j], tuple(best[j][: requests[i].logprobs]))
+    return found
 
 
 def _draw(ranked: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ from collab.engines.base import (
 from collab.engines.local.batch import Batch, Single
 from collab.engines.local.hfcache import Forward, kv_layers, prefix_cacheable
 from collab.engines.local.radix import Match, RadixCache
-from collab.engines.local.sampling import sample
+from collab.engines.local.sampling import sample, token_logprobs
+from collab.engines.logprobs import TokenLogprob
 
 PREFILL_CHUNK = 512
 """Prompt tokens per forward pass: bounds the attention's working memory on long prompts."""
@@ -116,11 +117,15 @@ class Row:
     out: list[int] = field(default_factory=list)
     finish: FinishType = "length"
     matched: int | str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
-    def accept(self, token: int) -> bool:
-        """Append the sampled token; returns whether the sequence is finished."""
+    def accept(self, token: int, logprob: TokenLogprob | None = None) -> bool:
+        """Append the sampled token (and its log-probabilities, when asked for); returns whether the
+        sequence is finished."""
         request = self.job.request
         self.out.append(token)
+        if logprob is not None:
+            self.logprobs.append(logprob)
         if token in self.stop_ids:
             self.finish, self.matched = "stop", token
             return True
@@ -268,7 +273,7 @@ class Scheduler:
             return
         self._rows.append(row)
         try:
-            if row.limit <= 0 or row.accept(sample(logits[None], [job.request], [row.generator])[0]):
+            if row.limit <= 0 or row.accept(*self._sampled(logits[None], [row])[0]):
                 self._retire(len(self._rows) - 1)
                 return
         except Exception as error:
@@ -312,6 +317,13 @@ class Scheduler:
                   set(request.stop_token_ids) | set(client.tokenizer.eos_token_ids))
         return row, logits
 
+    @staticmethod
+    def _sampled(logits: torch.Tensor, rows: list[Row]) -> list[tuple[int, TokenLogprob | None]]:
+        """Per row: the sampled token, with its log-probabilities when the row's request asks for them."""
+        requests = [row.job.request for row in rows]
+        tokens = sample(logits, requests, [row.generator for row in rows])
+        return list(zip(tokens, token_logprobs(logits, requests, tokens), strict=True))
+
     def _step(self) -> None:
         """One decode step for every row, then retire the finished and cancelled rows."""
         assert self._batch is not None
@@ -319,15 +331,15 @@ class Scheduler:
             logits = self._batch.decode([row.out[-1] for row in self._rows])
             for row in self._rows:
                 row.job.client.stats.decode_tokens += 1
-            tokens = sample(logits, [row.job.request for row in self._rows], [row.generator for row in self._rows])
+            picks = self._sampled(logits, self._rows)
         except Exception as error:
             for row in self._rows:
                 row.job.resolve(_engine_error(error))
             self._rows = []
             self._batch.clear()
             return
-        rows = zip(self._rows, tokens, strict=True)
-        done = [i for i, (row, token) in enumerate(rows) if row.job.cancelled or row.accept(token)]
+        rows = zip(self._rows, picks, strict=True)
+        done = [i for i, (row, pick) in enumerate(rows) if row.job.cancelled or row.accept(*pick)]
         for index in reversed(done):  # the last row moves into a freed slot: retire from the end
             self._retire(index)
 
@@ -349,6 +361,7 @@ class Scheduler:
             row.job.resolve(Completion(
                 text=row.job.client.tokenizer.decode(row.out), token_ids=row.out, finish_reason=row.finish,
                 matched=row.matched, prompt_tokens=len(row.ids), cached_tokens=row.cached,
+                logprobs=row.logprobs if row.job.request.logprobs is not None else None,
             ))
 
 

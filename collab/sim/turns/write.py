@@ -11,6 +11,7 @@ from collab.events import TurnEvent
 from collab.scenario.schema import AgentConfig, Trigger
 from collab.sim.requests import EpisodeFailed
 from collab.sim.turns.base import TurnOutcome
+from collab.sim.turns.watched import watch
 from collab.trace import Span, ends_sentence
 
 if TYPE_CHECKING:
@@ -50,10 +51,19 @@ class WriteTurn:
             seed=episode.sampling_seed(agent, index, 0), stop=stops,
             context=RequestContext(episode.spec.id, self.name, index, "turn"),
         )
-        first, ideal, extends = await episode.request(engine_name, request)
-        completions = [first]
-        ids = list(first.token_ids)
-        if first.finish_reason == "length" and trigger == "tokens" and until.align != "token":
+        rule = until.uncertain
+        watched = None
+        if rule is None:
+            first, ideal, extends = await episode.request(engine_name, request)
+            completions, ids, last = [first], list(first.token_ids), first
+        else:
+            watched = await watch(episode, engine_name, request, rule,
+                                  lambda n: episode.sampling_seed(agent, index, 0, *([n] if n else [])), tokenizer)
+            completions, ids, ideal, extends, last = (
+                watched.completions, watched.ids, watched.ideal, watched.extends, watched.last)
+            if watched.at is not None:
+                trigger = "uncertain"
+        if last.finish_reason == "length" and trigger in ("tokens", "uncertain") and until.align != "token":
             text = tokenizer.decode(ids)
             room = min(ALIGN_BUDGET, episode.max_tokens - episode.tokens - len(ids))
             if room > 0 and not (ends_sentence(text) if until.align == "sentence" else text.endswith("\n\n")):
@@ -61,17 +71,24 @@ class WriteTurn:
                     tokenizer, request.input_ids + ids, room, sampling,
                     seed=episode.sampling_seed(agent, index, 1), stop=stops + ALIGN_STOPS[until.align],
                     context=RequestContext(episode.spec.id, self.name, index, "align"),
+                    logprobs=None if rule is None else rule.top,
                 )
                 second, more_ideal, more = await episode.request(engine_name, follow)
                 ideal += more_ideal
                 extends = extends and more
-                completions.append(second)
+                completions = [*completions, second]
                 ids += second.token_ids
-        last = completions[-1]
+                last = second
+                if watched is not None:
+                    watched.profile.extend(second.logprobs or [])
         eos = last.finish_reason == "stop" and isinstance(last.matched, int) and last.matched in tokenizer.eos_token_ids
         if eos and ids and ids[-1] == last.matched:
             ids = ids[:-1]  # the end-of-sequence token is not part of the trace
+            if watched is not None:
+                watched.profile.keep(len(ids))
         trigger = _trigger(last, eos, stops, trigger)
+        if watched is not None and watched.at is not None and not eos:
+            trigger = "uncertain"  # also after aligning to the sentence's end
         span = Span(self.name, "generated", tokenizer.decode(ids), {tokenizer.key: ids})
         episode.trace.append(span)
         episode.tokens += len(ids)
@@ -83,6 +100,8 @@ class WriteTurn:
             ideal_cached_tokens=ideal, requests=len(completions),
             extends=extends, latency_s=time.perf_counter() - started, finish_reason=last.finish_reason,
             matched=last.matched, trigger=trigger,
+            uncertainty=None if watched is None or rule is None else watched.profile.record(
+                rule, watched.at, watched.crossed, watched.discarded),
         ))
         return TurnOutcome(span, trigger, eos)
 
