@@ -140,7 +140,8 @@ async def test_one_worker_thread_per_model_loads_and_serves_it(monkeypatch: pyte
     assert done[0].token_ids == done[1].token_ids and len(done[0].token_ids) == 6
     assert first.stats.requests == second.stats.requests == 1 and second.radix is None
     await first.aclose()
-    assert worker.is_alive() and len((await second.generate(GenerateRequest(PROMPT, 3, temperature=0.0))).token_ids) == 3
+    after = await second.generate(GenerateRequest(PROMPT, 3, temperature=0.0))
+    assert worker.is_alive() and len(after.token_ids) == 3
     await second.aclose()
     assert not worker.is_alive()
 
