@@ -29,4 +29,8 @@ def build_engine(name: str, config: Any) -> Engine:
         from collab.engines.http.openai import OpenAIEngine
 
         return OpenAIEngine(name, **options, http=http)
+    if config.kind == "llamacpp":
+        from collab.engines.http.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(name, **options, http=http)
     raise ValueError(f"unknown engine kind {config.kind!r}")
