@@ -3,8 +3,9 @@
 The prompt is sent as token ids and ``return_tokens`` gives the exact output ids; ``stop_type``
 (``eos``, ``word``, ``limit``) and ``stopping_word`` give the finish reason; ``timings.cache_n`` the
 prompt tokens reused from the slot's cache (``tokens_cached`` counts every token the slot holds
-afterwards, output included, so it is not a hit count). The server drops a request whose client
-closes the connection, so cancelling is closing it.
+afterwards, output included, so it is not a hit count). Cancelling closes the connection: a streamed
+request stops at the server's next write; a non-streamed one runs to its end (the server polls the
+socket, but did not see it closed in tests/test_llamacpp_server.py).
 
 Two quirks are worked around here. With ``n_probs`` and a stop string that matched, a non-streamed
 answer leaves out the log-probabilities of the stop string's tokens: requests that want
@@ -129,7 +130,7 @@ class LlamaCppWire:
         return await answers(session, url + self.health_path, headers)
 
     async def abort(self, session: aiohttp.ClientSession, url: str, rid: str, *, headers: dict[str, str]) -> None:
-        """Nothing to send: llama-server drops a request when its client closes the connection."""
+        """Nothing to send: llama-server has no abort endpoint; a stream stops when its connection closes."""
 
 
 class LlamaCppEngine(HTTPEngine):
