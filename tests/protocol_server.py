@@ -1,4 +1,5 @@
-"""A loopback server that speaks SGLang's HTTP protocol (and OpenAI ``/v1/completions``) for tests.
+"""A loopback server that speaks SGLang's HTTP protocol (and OpenAI ``/v1/completions``, and llama.cpp's
+native ``/completion``) for tests.
 
 It generates deterministic text from a real tokenizer's vocabulary (a hash of the input ids and the
 seed picks each token), honours ``max_new_tokens``, stop strings, stop token ids and EOS, reports
@@ -17,6 +18,11 @@ Strictness of the real servers, on demand: ``max_stop_strings`` refuses requests
 strings (HTTP 400, as vLLM does beyond 4), ``block_size`` reports ``cached_tokens`` in whole cache
 blocks (as vLLM does), and ``openai_token_ids=False`` answers ``/v1/completions`` as llama.cpp's
 ``llama-server`` does: no token ids, and neither the matched stop string nor EOS in the text.
+``/completion`` answers as ``llama-server`` does, quirks included: the stop string cut from
+``content`` (never from ``tokens``), the log-probabilities of the stop string's tokens left out of a
+non-streamed answer, and with ``partial_utf8`` that share of streamed tokens sent without their id
+(as llama-server does for a token that ends inside a UTF-8 character). A client that closes the
+connection stops the request (``Attempt.cancelled``).
 
 Usage::
 
@@ -66,6 +72,10 @@ COMPLETION_FIELDS = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "seed", "stop", "stop_token_ids",
     "stream", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
     "return_token_ids", "ignore_eos", "min_p", "user", "logprobs", "echo", "stream_options",
+}  # fmt: skip
+LLAMA_FIELDS = {
+    "prompt", "n_predict", "temperature", "top_p", "top_k", "min_p", "samplers", "seed", "stop", "stream",
+    "cache_prompt", "return_tokens", "n_probs", "post_sampling_probs", "id_slot", "ignore_eos", "n_cache_reuse",
 }  # fmt: skip
 
 
@@ -129,6 +139,8 @@ class Attempt:
     fault: str | None
     output_ids: list[int] = field(default_factory=list)
     finish: Any = None
+    cancelled: bool = False
+    """The client went away before the answer was sent."""
 
 
 class ProtocolServer:
@@ -158,6 +170,7 @@ class ProtocolServer:
         model_path: str = "test-org/test-model",
         version: str = "0.0.0-protocol-test",
         echo_auth: bool = False,
+        partial_utf8: float = 0.0,
     ) -> None:
         unknown = set(faults or ()) - set(FAULTS)
         if unknown:
@@ -182,6 +195,7 @@ class ProtocolServer:
         self.model_path = model_path
         self.version = version
         self.echo_auth = echo_auth
+        self.partial_utf8 = partial_utf8
         self.tree = RadixTree()
         self.attempts: list[Attempt] = []
         self.aborted: set[str] = set()
@@ -219,6 +233,8 @@ class ProtocolServer:
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/completion", self._llama_completion)
+        app.router.add_get("/props", self._props)
         self._runner = web.AppRunner(
             app, handler_cancellation=True, keepalive_timeout=self.keepalive_timeout, access_log=None
         )
@@ -364,6 +380,14 @@ class ProtocolServer:
         labels = f'block_size="{self.block_size}",enable_prefix_caching="True",engine="0"'
         return web.Response(text=f"# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{{labels}}} 1.0\n")
 
+    async def _props(self, request: web.Request) -> web.Response:
+        """llama-server's ``/props`` (a few of its fields)."""
+        if denied := self._denied(request):
+            return denied
+        settings = {"n_ctx": self.context_length, "params": {"n_predict": -1}}
+        return web.json_response({"default_generation_settings": settings, "total_slots": 1,
+                                  "model_path": self.model_path, "build_info": self.version})
+
     async def _abort(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.aborted.add(body.get("rid", ""))
@@ -420,6 +444,30 @@ class ProtocolServer:
         rid = request.headers.get("X-Request-Id") or uuid.uuid4().hex
         return await self._serve(request, "/v1/completions", ids, p, rid, bool(body.get("stream")))
 
+    async def _llama_completion(self, request: web.Request) -> web.StreamResponse:
+        if denied := self._denied(request):
+            return denied
+        try:
+            body = await request.json()
+            unknown = set(body) - LLAMA_FIELDS
+            ids = body["prompt"]
+            if unknown or not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise ValueError(f"unknown fields {sorted(unknown)}" if unknown else "this test needs token ids")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return _error(400, f"invalid request: {e}")
+        n_probs = body.get("n_probs", 0)
+        p = {
+            "max_new_tokens": body.get("n_predict", -1) if body.get("n_predict", -1) >= 0 else self.context_length,
+            "stop": body.get("stop"),
+            "sampling_seed": body.get("seed"),
+            "ignore_eos": body.get("ignore_eos", False),
+            "return_token_ids": body.get("return_tokens", False),
+            "cache_prompt": body.get("cache_prompt", True),
+            "logprobs": n_probs if n_probs > 0 else None,
+        }
+        rid = uuid.uuid4().hex
+        return await self._serve(request, "/completion", ids, p, rid, bool(body.get("stream")))
+
     def _too_many_stops(self, stop: Any) -> web.Response | None:
         count = 1 if isinstance(stop, str) else len(stop or [])
         if self.max_stop_strings is not None and count > self.max_stop_strings:
@@ -432,6 +480,8 @@ class ProtocolServer:
     ) -> web.StreamResponse:
         fault = self._fault(ids, p.get("sampling_seed"))
         cached = min(self.tree.match(ids), max(0, len(ids) - 1)) // self.block_size * self.block_size
+        if not p.get("cache_prompt", True):
+            cached = 0
         attempt = Attempt(path, rid, ids, p, cached, fault)
         self.attempts.append(attempt)
         if fault == "5xx":
@@ -456,12 +506,17 @@ class ProtocolServer:
             attempt.output_ids, attempt.finish = list(out), finish
             if path == "/v1/completions":
                 return web.json_response(self._openai_answer(attempt, text, p))
+            if path == "/completion":
+                return await self._send_json(request, self._llama_answer(attempt, text, p), fault)
             answer = {
                 "text": self._shown_text(text, finish, p),
                 "output_ids": (ids[-3:] if fault == "overlap" else []) + out,
                 "meta_info": self._meta(attempt, finish),
             }
             return await self._send_json(request, answer, fault)
+        except asyncio.CancelledError:
+            attempt.cancelled = True
+            raise
         finally:
             self.active -= 1
             self.tree.insert(ids + attempt.output_ids[:-1])  # and prompt + output once finished
@@ -566,6 +621,14 @@ class ProtocolServer:
                 return resp
             shown = self._shown_text(text, finish, p) if finish is not None else text
             chunk_start = sent_ids
+            if attempt.path == "/completion":
+                held = finish is None and _unit(_digest(out, "utf8")) < self.partial_utf8
+                if held:  # as if this token ended inside a UTF-8 character: never sent alone
+                    continue
+                event = self._llama_chunk(attempt, shown[sent_text:], out[sent_ids:])
+                await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                sent_ids, sent_text = len(out), len(shown)
+                continue
             if attempt.path == "/v1/completions":
                 event = self._openai_chunk(attempt, shown[sent_text:], out[sent_ids:], p)
                 await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
@@ -581,8 +644,56 @@ class ProtocolServer:
         if attempt.path == "/v1/completions":
             usage = self._openai_answer(attempt, "", p)["usage"]
             await resp.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+        if attempt.path == "/completion":  # the final answer, without content or tokens, and no [DONE]
+            final = {**self._llama_answer(attempt, "", p), "content": "", "tokens": []}
+            final.pop("completion_probabilities", None)
+            await resp.write(b"data: " + json.dumps(final).encode() + b"\n\n")
+            return resp
         await resp.write(b"data: [DONE]\n\n")
         return resp
+
+    def _llama_probs(self, attempt: Attempt, since: int, until: int) -> list[dict[str, Any]]:
+        """llama.cpp's ``completion_probabilities`` of output positions ``since`` to ``until``."""
+        top = attempt.params["logprobs"]
+        ids, out = attempt.input_ids, attempt.output_ids
+        found = []
+        for i in range(since, until):
+            lp, best = self.logprobs(ids + out[:i], out[i], top)
+            alternatives = [{"id": j, "token": f"alt{j}", "bytes": [], "logprob": v} for j, v in enumerate(best)]
+            piece = self.piece(out[i])
+            found.append({"id": out[i], "token": piece, "bytes": list(piece.encode()), "logprob": lp,
+                          "top_logprobs": alternatives})
+        return found
+
+    def _llama_answer(self, attempt: Attempt, text: str, p: Mapping[str, Any]) -> dict[str, Any]:
+        """A non-streamed ``/completion`` answer (``return_tokens``, ``stop_type``, ``timings``)."""
+        finish, out = attempt.finish, attempt.output_ids
+        matched = finish.get("matched")
+        stop_type = "limit" if finish["type"] == "length" else "word" if isinstance(matched, str) else "eos"
+        answer: dict[str, Any] = {
+            "index": 0, "content": self._shown_text(text, finish, {}), "tokens": out if p["return_token_ids"] else [],
+            "id_slot": 0, "stop": True, "model": self.model_path, "tokens_predicted": len(out),
+            "tokens_evaluated": len(attempt.input_ids), "stop_type": stop_type,
+            "stopping_word": matched if stop_type == "word" else "",
+            "tokens_cached": len(attempt.input_ids) + len(out) - 1,
+            "timings": {"cache_n": attempt.cached, "prompt_n": len(attempt.input_ids) - attempt.cached,
+                        "predicted_n": len(out)},
+        }  # fmt: skip
+        if p["logprobs"] is not None:  # without the stop string's tokens, as llama-server does
+            dropped = len(self.tokenizer.encode(matched)) if stop_type == "word" else 0
+            answer["completion_probabilities"] = self._llama_probs(attempt, 0, max(0, len(out) - dropped))
+        return answer
+
+    def _llama_chunk(self, attempt: Attempt, text: str, new: list[int]) -> dict[str, Any]:
+        """One event of a streamed ``/completion`` answer: the new text and the last token's id and log-probability."""
+        out = attempt.output_ids
+        chunk: dict[str, Any] = {
+            "index": 0, "content": text, "tokens": new[-1:], "stop": False, "id_slot": 0,
+            "tokens_predicted": len(out), "tokens_evaluated": len(attempt.input_ids),
+        }  # fmt: skip
+        if attempt.params["logprobs"] is not None:
+            chunk["completion_probabilities"] = self._llama_probs(attempt, len(out) - 1, len(out))
+        return chunk
 
     def _openai_logprobs(self, attempt: Attempt, since: int, top: int) -> dict[str, Any]:
         """A completions ``logprobs`` object for output positions ``since`` onwards."""
@@ -627,6 +738,11 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 def _digest(ids: list[int], seed: Any) -> bytes:
     return hashlib.blake2b(array("q", ids).tobytes() + repr(seed).encode(), digest_size=16).digest()
+
+
+def _unit(digest: bytes) -> float:
+    """A number in [0, 1) from a digest."""
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _last(states: Any) -> Any:

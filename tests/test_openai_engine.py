@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from collab.engines.base import (
     GenerateRequest,
     RequestContext,
 )
+from collab.engines.http.client import HTTPSettings
 from collab.engines.http.openai import OpenAIEngine
 from collab.engines.tokenizers import HFTokenizer
 
-FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
+FAST = HTTPSettings(backoff_s=0.001, health_timeout_s=5)
 
 
 
@@ -54,7 +56,7 @@ def test_payload(qwen_path: str) -> None:
 
 async def test_generation_is_exact_and_reports_cache_hits(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, paragraph_rate=0.3) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model=srv.model_path, tokenizer=qwen_path, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model=srv.model_path, tokenizer=qwen_path, http=FAST)
         manifest = await engine.open()
         ids = prompt(qwen, 1)
         first = req(ids, max_new_tokens=40, stop=["\n\n"], seed=1)
@@ -72,12 +74,12 @@ async def test_generation_is_exact_and_reports_cache_hits(qwen: HFTokenizer, qwe
 
 async def test_eos_and_stop_token_ids(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, eos_rate=1.0) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, http=FAST)
         eos = await engine.generate(req(prompt(qwen, 2)))
         await engine.aclose()
     assert (eos.finish_reason, eos.matched, eos.token_ids) == ("stop", qwen.eos_token_ids[0], [qwen.eos_token_ids[0]])
     async with ProtocolServer(qwen) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, http=FAST)
         period = qwen.encode(".")[0]
         c = await engine.generate(req(prompt(qwen, 2), max_new_tokens=200, stop_token_ids=[period]))
         await engine.aclose()
@@ -87,7 +89,7 @@ async def test_eos_and_stop_token_ids(qwen: HFTokenizer, qwen_path: str) -> None
 async def test_api_key_from_environment(qwen: HFTokenizer, qwen_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async with ProtocolServer(qwen, api_key="k-42") as srv:
         engine = OpenAIEngine(
-            "oa", url=srv.url, model="m", tokenizer=qwen_path, api_key_env="COLLAB_TEST_OAI_KEY", **FAST
+            "oa", url=srv.url, model="m", tokenizer=qwen_path, http=replace(FAST, api_key_env="COLLAB_TEST_OAI_KEY")
         )
         monkeypatch.setenv("COLLAB_TEST_OAI_KEY", "k-42")
         manifest = await engine.open()
@@ -104,7 +106,7 @@ async def test_api_key_from_environment(qwen: HFTokenizer, qwen_path: str, monke
 
 async def test_servers_without_token_ids_are_refused_loudly(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, openai_token_ids=False) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, http=FAST)
         with pytest.raises(EngineError, match="returned no token ids") as e:
             await engine.generate(req(prompt(qwen, 5), max_new_tokens=12))
         await engine.aclose()
@@ -115,11 +117,13 @@ async def test_stop_strings_beyond_the_servers_cap_are_applied_here(qwen: HFToke
     stops = [" so", " we", " the", " it", " is", " and", " of"]
     requests = [req(prompt(qwen, i), episode=f"e{i}", max_new_tokens=60, stop=stops[i % 3 :], seed=i) for i in range(8)]
     async with ProtocolServer(qwen, max_stop_strings=4) as strict, ProtocolServer(qwen) as lenient:
-        capped = OpenAIEngine("oa", url=strict.url, model="m", tokenizer=qwen_path, **FAST)
-        reference = OpenAIEngine("oa", url=lenient.url, model="m", tokenizer=qwen_path, max_stop_strings=None, **FAST)
+        capped = OpenAIEngine("oa", url=strict.url, model="m", tokenizer=qwen_path, http=FAST)
+        reference = OpenAIEngine(
+            "oa", url=lenient.url, model="m", tokenizer=qwen_path, max_stop_strings=None, http=FAST
+        )
         got = [await capped.generate(r) for r in requests]
         want = [await reference.generate(r) for r in requests]
-        uncapped = OpenAIEngine("oa", url=strict.url, model="m", tokenizer=qwen_path, max_stop_strings=None, **FAST)
+        uncapped = OpenAIEngine("oa", url=strict.url, model="m", tokenizer=qwen_path, max_stop_strings=None, http=FAST)
         with pytest.raises(EngineError, match="at most 4") as refused:
             await uncapped.generate(requests[0])
         for engine in (capped, reference, uncapped):
@@ -135,7 +139,7 @@ async def test_stop_strings_beyond_the_servers_cap_are_applied_here(qwen: HFToke
 async def test_streamed_answers_are_exact(qwen: HFTokenizer, qwen_path: str, fault: str | None) -> None:
     faults = {fault: 0.3} if fault else {}
     async with ProtocolServer(qwen, faults=faults, fault_seed=5, paragraph_rate=0.2) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, stream=True, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, stream=True, http=FAST)
         requests = [req(prompt(qwen, i), episode=f"e{i}", max_new_tokens=30, stop=["\n\n"], seed=i) for i in range(6)]
         results = await asyncio.gather(*(engine.generate(r) for r in requests), return_exceptions=True)
         await engine.aclose()
@@ -152,8 +156,8 @@ async def test_streamed_answers_are_exact(qwen: HFTokenizer, qwen_path: str, fau
 
 async def test_cache_hits_are_reported_in_whole_blocks(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, block_size=16) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, **FAST)
-        configured = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, cache_block=8, **FAST)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, http=FAST)
+        configured = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, cache_block=8, http=FAST)
         assert (await engine.open())["cache_block"] == 16, "read from the metrics"
         assert (await configured.open())["cache_block"] == 8
         ids = prompt(qwen, 6)
@@ -176,7 +180,8 @@ async def test_every_request_ends_once_under_faults(qwen: HFTokenizer, qwen_path
     retries, n = 4, 30
     rate = 0.2 if len(kinds) == 1 else 0.8 / len(kinds)
     async with ProtocolServer(qwen, faults=dict.fromkeys(kinds, rate), fault_seed=11) as srv:
-        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, retries=retries, timeout_s=0.5, **FAST)
+        http = replace(FAST, retries=retries, timeout_s=0.5)
+        engine = OpenAIEngine("oa", url=srv.url, model="m", tokenizer=qwen_path, http=http)
         requests = [req(prompt(qwen, i), episode=f"e{i}", max_new_tokens=8, seed=i) for i in range(n)]
         calls = asyncio.gather(*(engine.generate(r) for r in requests), return_exceptions=True)
         results = await asyncio.wait_for(calls, 60)

@@ -1,4 +1,4 @@
-"""A server that echoes the API key in its errors: the key appears in nothing written or printed."""
+"""A server that echoes the API key in its errors: the key appears in nothing written or printed (every HTTP engine)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def files_under(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("kind", ["sglang", "openai"])
+@pytest.mark.parametrize("kind", ["sglang", "openai", "llamacpp"])
 def test_an_echoed_key_is_scrubbed_everywhere(kind: str, qwen, qwen_path: str, tmp_path: Path, capsys,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(VAR, KEY)

@@ -8,6 +8,7 @@ import os
 import resource
 import socket
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ from collab.engines.base import (
     GenerateRequest,
     RequestContext,
 )
-from collab.engines.http.client import RequestFailed, pool_size, sse_data
+from collab.engines.http.client import HTTPSettings, RequestFailed, pool_size, sse_data
 from collab.engines.http.sglang import SGLangEngine
 from collab.engines.tokenizers import HFTokenizer
 
-FAST = {"backoff_s": 0.001, "health_timeout_s": 5}
+FAST = HTTPSettings(backoff_s=0.001, health_timeout_s=5)
 
 
 
@@ -156,7 +157,7 @@ def test_the_test_servers_radix_tree() -> None:
 
 async def test_open_waits_for_health_and_describes_servers(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, starting_health_checks=3) as srv:
-        engine = SGLangEngine("sg", url=srv.url, model="org/model", tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, model="org/model", tokenizer=qwen_path, http=FAST)
         manifest = await engine.open()
         await engine.aclose()
     assert srv.starting_health_checks == 0
@@ -168,7 +169,7 @@ async def test_open_waits_for_health_and_describes_servers(qwen: HFTokenizer, qw
 
 async def test_open_falls_back_to_older_info_endpoints(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, legacy_info=True) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         info = (await engine.open())["servers"][0]
         await engine.aclose()
     assert info["version"] == srv.version and info["weight_version"] == "default"
@@ -176,7 +177,7 @@ async def test_open_falls_back_to_older_info_endpoints(qwen: HFTokenizer, qwen_p
 
 async def test_open_gives_a_clear_error_when_no_server_comes_up(qwen_path: str) -> None:
     port = free_port()
-    engine = SGLangEngine("sg", port=port, tokenizer=qwen_path, health_timeout_s=0.5)
+    engine = SGLangEngine("sg", port=port, tokenizer=qwen_path, http=HTTPSettings(health_timeout_s=0.5))
     with pytest.raises(EngineError, match=rf"no healthy server at http://127.0.0.1:{port}/health after 0.5s") as e:
         await engine.open()
     await engine.aclose()
@@ -187,7 +188,8 @@ async def test_api_key_is_read_from_the_environment_and_never_recorded(
     qwen: HFTokenizer, qwen_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with ProtocolServer(qwen, api_key="sekret-123") as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, api_key_env="COLLAB_TEST_SGLANG_KEY", **FAST)
+        http = replace(FAST, api_key_env="COLLAB_TEST_SGLANG_KEY")
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=http)
         monkeypatch.setenv("COLLAB_TEST_SGLANG_KEY", "sekret-123")
         manifest = await engine.open()
         assert (await engine.generate(req(prompt(qwen, 1)))).token_ids
@@ -210,7 +212,7 @@ async def test_output_is_exact_in_every_mode(
     qwen: HFTokenizer, qwen_path: str, stream: bool, incremental: bool, interval: int
 ) -> None:
     async with ProtocolServer(qwen, incremental=incremental, stream_interval=interval) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, http=FAST)
         await engine.open()
         for i, max_new in enumerate((1, 7, 40)):
             ids = prompt(qwen, i)
@@ -225,7 +227,7 @@ async def test_output_is_exact_in_every_mode(
 
 async def test_stop_strings_stop_ids_eos_and_length(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, paragraph_rate=0.3) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         ids = prompt(qwen, 3)
         c = await engine.generate(req(ids, max_new_tokens=200, stop=["\n\n"]))
         assert (c.finish_reason, c.matched) == ("stop", "\n\n") and c.text.endswith("\n\n")
@@ -236,7 +238,7 @@ async def test_stop_strings_stop_ids_eos_and_length(qwen: HFTokenizer, qwen_path
         assert (c.finish_reason, c.matched, len(c.token_ids)) == ("length", None, 5)
         await engine.aclose()
     async with ProtocolServer(qwen, eos_rate=1.0) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         c = await engine.generate(req(ids))
         await engine.aclose()
     assert (c.finish_reason, c.matched, c.token_ids) == ("stop", qwen.eos_token_ids[0], [qwen.eos_token_ids[0]])
@@ -246,7 +248,7 @@ async def test_stop_strings_stop_ids_eos_and_length(qwen: HFTokenizer, qwen_path
 @pytest.mark.parametrize("stream", [False, True])
 async def test_output_ids_overlapping_the_prompt_are_trimmed(qwen: HFTokenizer, qwen_path: str, stream: bool) -> None:
     async with ProtocolServer(qwen, faults={"overlap": 1.0}) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, http=FAST)
         ids = prompt(qwen, 4)
         request = req(ids, max_new_tokens=12)
         c = await engine.generate(request)
@@ -258,7 +260,7 @@ async def test_output_ids_overlapping_the_prompt_are_trimmed(qwen: HFTokenizer, 
 @pytest.mark.parametrize("deterministic", [True, False])
 async def test_seeds_go_to_servers_that_apply_them(qwen: HFTokenizer, qwen_path: str, deterministic: bool) -> None:
     async with ProtocolServer(qwen, deterministic=deterministic) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         manifest = await engine.open()
         await engine.generate(req(prompt(qwen, 1), seed=42))
         await engine.aclose()
@@ -268,7 +270,7 @@ async def test_seeds_go_to_servers_that_apply_them(qwen: HFTokenizer, qwen_path:
 
 async def test_bad_request_is_not_retried_and_says_why(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, context_length=64) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         with pytest.raises(EngineError, match="context length") as e:
             await engine.generate(req(prompt(qwen, 1), max_new_tokens=100))
         await engine.aclose()
@@ -278,7 +280,7 @@ async def test_bad_request_is_not_retried_and_says_why(qwen: HFTokenizer, qwen_p
 
 async def test_error_event_mid_stream_is_not_retried(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, faults={"error": 1.0}) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, http=FAST)
         with pytest.raises(EngineError, match="injected error") as e:
             await engine.generate(req(prompt(qwen, 1)))
         await engine.aclose()
@@ -305,7 +307,7 @@ async def test_every_request_ends_once_under_faults(
     rate = 0.2 if len(kinds) == 1 else 0.8 / len(kinds)
     async with ProtocolServer(qwen, faults=dict.fromkeys(kinds, rate), fault_seed=7) as srv:
         engine = SGLangEngine(
-            "sg", url=srv.url, tokenizer=qwen_path, stream=stream, retries=retries, timeout_s=0.5, **FAST
+            "sg", url=srv.url, tokenizer=qwen_path, stream=stream, http=replace(FAST, retries=retries, timeout_s=0.5)
         )
         await engine.open()
         requests = [req(prompt(qwen, i), episode=f"e{i}", max_new_tokens=8, seed=i) for i in range(n)]
@@ -336,7 +338,7 @@ async def test_every_request_ends_once_under_faults(
 @pytest.mark.parametrize("stream", [False, True])
 async def test_cancellation_aborts_the_request_on_the_server(qwen: HFTokenizer, qwen_path: str, stream: bool) -> None:
     async with ProtocolServer(qwen, token_delay_s=0.01) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=stream, http=FAST)
         task = asyncio.ensure_future(engine.generate(req(prompt(qwen, 1), max_new_tokens=10_000)))
         while not any(a.finish is None for a in real(srv.attempts)) or srv.active == 0:
             await asyncio.sleep(0.01)
@@ -355,7 +357,7 @@ async def test_cancellation_aborts_the_request_on_the_server(qwen: HFTokenizer, 
 
 async def test_idle_keepalive_resets_are_tolerated(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, keepalive_timeout=0.05) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         for i in range(4):
             assert (await engine.generate(req(prompt(qwen, i), max_new_tokens=4))).token_ids
             await asyncio.sleep(0.1)
@@ -374,7 +376,7 @@ async def test_append_only_episodes_extend_their_previous_request_and_hit_the_ca
     servers = [ProtocolServer(qwen), ProtocolServer(qwen)]
     for s in servers:
         await s.start()
-    engine = SGLangEngine("sg", urls=[s.url for s in servers], tokenizer=qwen_path, stream=stream, **FAST)
+    engine = SGLangEngine("sg", urls=[s.url for s in servers], tokenizer=qwen_path, stream=stream, http=FAST)
     await engine.open()
     injected = qwen.encode(" Wait, let me check.")
     records: list[dict[str, Any]] = []
@@ -424,7 +426,7 @@ async def test_append_only_episodes_extend_their_previous_request_and_hit_the_ca
 
 async def test_rollouts_sharing_a_prefix_wait_for_one_warmup(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, token_delay_s=0.002) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, http=FAST)
         ids = prompt(qwen, 5) + qwen.encode(" Let me think. First, seven times five is thirty-five.")
         rollout = RequestContext("ep", purpose="rollout")
         batch = [GenerateRequest(ids, 8, seed=k, context=rollout) for k in range(8)]
@@ -440,7 +442,7 @@ async def test_episodes_move_off_a_dead_server(qwen: HFTokenizer, qwen_path: str
     a, b = ProtocolServer(qwen), ProtocolServer(qwen)
     await a.start()
     await b.start()
-    engine = SGLangEngine("sg", urls=[a.url, b.url], tokenizer=qwen_path, retries=6, **FAST)
+    engine = SGLangEngine("sg", urls=[a.url, b.url], tokenizer=qwen_path, http=replace(FAST, retries=6))
     episodes = [f"ep{i}" for i in range(20)]
     first = await asyncio.gather(*(engine.generate(req(prompt(qwen, i), e)) for i, e in enumerate(episodes)))
     on_b = {e for e, c in zip(episodes, first, strict=False) if c.server == b.url}
@@ -463,7 +465,7 @@ async def test_a_thousand_concurrent_streams(qwen: HFTokenizer, qwen_path: str) 
     before = open_fds()
     peak = before
     async with ProtocolServer(qwen, token_delay_s=0.005) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, timeout_s=60, **FAST)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, http=replace(FAST, timeout_s=60))
         requests = [req(prompt(qwen, i), episode="load", max_new_tokens=6, seed=i) for i in range(1000)]
         done = asyncio.ensure_future(asyncio.gather(*(engine.generate(r) for r in requests)))
         while not done.done():
@@ -480,7 +482,8 @@ async def test_a_thousand_concurrent_streams(qwen: HFTokenizer, qwen_path: str) 
 
 async def test_the_pool_bounds_connections(qwen: HFTokenizer, qwen_path: str) -> None:
     async with ProtocolServer(qwen, token_delay_s=0.002) as srv:
-        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, max_connections=16, **FAST)
+        http = replace(FAST, max_connections=16)
+        engine = SGLangEngine("sg", url=srv.url, tokenizer=qwen_path, stream=True, http=http)
         requests = [req(prompt(qwen, i), episode="load", max_new_tokens=4, seed=i) for i in range(200)]
         await asyncio.gather(*(engine.generate(r) for r in requests))
         await engine.aclose()

@@ -18,12 +18,19 @@ def build_engine(name: str, config: Any) -> Engine:
         from collab.engines.local.engine import LocalEngine
 
         return LocalEngine(name, **options)
+    from collab.engines.http.client import HTTPSettings
+
+    http = HTTPSettings.pick(options)
     if config.kind == "sglang":
         from collab.engines.http.sglang import SGLangEngine
 
-        return SGLangEngine(name, **options)
+        return SGLangEngine(name, **options, http=http)
     if config.kind == "openai":
         from collab.engines.http.openai import OpenAIEngine
 
-        return OpenAIEngine(name, **options)
+        return OpenAIEngine(name, **options, http=http)
+    if config.kind == "llamacpp":
+        from collab.engines.http.llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine(name, **options, http=http)
     raise ValueError(f"unknown engine kind {config.kind!r}")

@@ -98,6 +98,22 @@ class OpenAIEngineConfig(HTTPEngineConfig):
     """Tokens per prefix-cache block (default: read from vLLM's metrics)."""
 
 
+class LlamaCppEngineConfig(HTTPEngineConfig):
+    """llama.cpp's ``llama-server`` (native ``/completion``); several ``urls`` give episode-sticky routing."""
+
+    kind: Literal["llamacpp"]
+    url: str | None = None
+    urls: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _needs_address(self) -> LlamaCppEngineConfig:
+        if not self.url and not self.urls:
+            raise ValueError("a llamacpp engine needs `url` or `urls`")
+        if not (self.tokenizer or self.model):
+            raise ValueError("a llamacpp engine needs `model` or `tokenizer` (for the token ids it sends)")
+        return self
+
+
 class ScriptedEngineConfig(Strict):
     """Deterministic text per agent (a string, or a list with one string per turn)."""
 
@@ -111,7 +127,7 @@ class ScriptedEngineConfig(Strict):
 
 
 EngineConfig = Annotated[
-    LocalEngineConfig | SGLangEngineConfig | OpenAIEngineConfig | ScriptedEngineConfig,
+    LocalEngineConfig | SGLangEngineConfig | OpenAIEngineConfig | LlamaCppEngineConfig | ScriptedEngineConfig,
     Field(discriminator="kind"),
 ]
 

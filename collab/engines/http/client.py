@@ -213,6 +213,33 @@ async def sse_data(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield bytes(buf[5:]).strip()
 
 
+@dataclass(frozen=True)
+class HTTPSettings:
+    """How an HTTP engine talks to its servers: the same for every kind of server."""
+
+    timeout_s: float = 600.0
+    """Bounds each wait for a server (a whole non-streaming answer, or the gap between streamed chunks)."""
+    retries: int = 4
+    """Attempts after the first."""
+    backoff_s: float = 0.5
+    max_connections: int = 4096
+    health_timeout_s: float = 300.0
+    """How long opening the engine waits for its servers to be healthy."""
+    api_key_env: str | None = None
+    """The environment variable holding the API key, read at each request and never recorded."""
+    outage_wait_s: float = OUTAGE_WAIT_S
+    """With every server down, how long a request waits for one to come back."""
+
+    @classmethod
+    def pick(cls, options: dict[str, Any]) -> HTTPSettings:
+        """The settings among ``options`` (a scenario's engine entry), removed from it."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{name: options.pop(name) for name in names if name in options})
+
+
+DEFAULT_HTTP = HTTPSettings()
+
+
 class Wire(Protocol):
     """One kind of server's dialect: how an attempt is sent and its answer read, how a request stops.
 
@@ -264,30 +291,18 @@ class HTTPEngine(EngineLifecycle):
         *,
         wire: Wire,
         tokenizer: Tokenizer,
-        timeout_s: float,
-        retries: int,
-        backoff_s: float,
-        max_connections: int,
-        health_timeout_s: float,
-        api_key_env: str | None,
+        http: HTTPSettings,
         max_stop_strings: int | None = None,
-        outage_wait_s: float = OUTAGE_WAIT_S,
         stats: EngineStats | None = None,
     ) -> None:
         self.name = name
         self.wire = wire
+        self.http = http
         self.max_stop_strings = max_stop_strings
         """Stop strings the server accepts (``None``: any number); the rest are applied here."""
-        self.outage_wait_s = outage_wait_s
         self.waiting: Counter[str] = Counter()
         """Requests now waiting out an outage, under the engine's name (a runner may share one Counter)."""
         self.tokenizer = tokenizer
-        self.timeout_s = timeout_s
-        self.retries = max(0, retries)
-        self.backoff_s = backoff_s
-        self.max_connections = max_connections
-        self.health_timeout_s = health_timeout_s
-        self.api_key_env = api_key_env
         self.stats = stats or EngineStats()
         self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in urls]
         self._moved: dict[str, int] = {}
@@ -296,7 +311,8 @@ class HTTPEngine(EngineLifecycle):
         self._warmed: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeout_s, sock_read=timeout_s)
+        wait = http.timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=wait, sock_read=wait)
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -305,7 +321,7 @@ class HTTPEngine(EngineLifecycle):
         try:
             return await self.wire.send(self.session(), server.url, request, rid, headers=self.headers(), warmup=warmup)
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise transport_error(e, self.timeout_s) from None
+            raise transport_error(e, self.http.timeout_s) from None
 
     async def _abort(self, server: Server, rid: str) -> None:
         """Ask the server to stop working on ``rid`` (best effort: it also drops a request whose client left)."""
@@ -344,11 +360,11 @@ class HTTPEngine(EngineLifecycle):
                 except EngineError as e:
                     outage = None
                     if e.retryable and getattr(e, "kind", None) in OUTAGE_FAULTS:
-                        outage_until = outage_until or time.monotonic() + self.outage_wait_s
+                        outage_until = outage_until or time.monotonic() + self.http.outage_wait_s
                         outage = await self._ride_out_outage(outage_until)
                         if outage == "back":  # every server was down and one came back: not this request's fault
                             continue
-                    if not e.retryable or attempt == self.retries or outage == "over":
+                    if not e.retryable or attempt >= self.http.retries or outage == "over":
                         stats.failed += 1
                         raise EngineError(
                             f"{e} (server {server.url}, {attempt + 1} attempt{'s' * (attempt > 0)})",
@@ -395,25 +411,25 @@ class HTTPEngine(EngineLifecycle):
         """The engine's one session (created on first use, inside the running loop)."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=pool_size(self.max_connections), limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+                limit=pool_size(self.http.max_connections), limit_per_host=0, keepalive_timeout=KEEPALIVE_S
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
     def headers(self) -> dict[str, str]:
         """Request headers; the API key is read from its environment variable now, never stored."""
-        if not self.api_key_env:
+        if not self.http.api_key_env:
             return {}
-        key = os.environ.get(self.api_key_env)
+        key = os.environ.get(self.http.api_key_env)
         if not key:
             raise EngineError(
-                f"engine {self.name!r}: environment variable {self.api_key_env} is not set", retryable=False
+                f"engine {self.name!r}: environment variable {self.http.api_key_env} is not set", retryable=False
             )
         return {"Authorization": f"Bearer {key}"}
 
     async def get_json(self, url: str, timeout_s: float | None = None) -> tuple[int, Any]:
         """GET ``url``: (status, parsed JSON body or None)."""
-        timeout = aiohttp.ClientTimeout(total=timeout_s or self.timeout_s)
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.http.timeout_s)
         async with self.session().get(url, headers=self.headers(), timeout=timeout) as resp:
             body = await resp.read()
         try:
@@ -423,7 +439,7 @@ class HTTPEngine(EngineLifecycle):
 
     async def wait_healthy(self, url: str, hint: str) -> None:
         """Poll ``url`` until it answers 200, or raise a clear error at the deadline."""
-        deadline = time.monotonic() + self.health_timeout_s
+        deadline = time.monotonic() + self.http.health_timeout_s
         last = "no answer"
         while True:
             try:
@@ -439,7 +455,7 @@ class HTTPEngine(EngineLifecycle):
                 last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             if time.monotonic() >= deadline:
                 raise EngineError(
-                    f"engine {self.name!r}: no healthy server at {url} after {self.health_timeout_s:g}s "
+                    f"engine {self.name!r}: no healthy server at {url} after {self.http.health_timeout_s:g}s "
                     f"(last: {last}). {hint}",
                     retryable=False,
                 )
@@ -469,7 +485,7 @@ class HTTPEngine(EngineLifecycle):
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter (half fixed, half random), at least ``Retry-After``."""
-        delay = min(MAX_BACKOFF_S, self.backoff_s * 2**attempt)
+        delay = min(MAX_BACKOFF_S, self.http.backoff_s * 2**attempt)
         delay = delay / 2 + random.uniform(0, delay / 2)
         return min(MAX_BACKOFF_S, max(delay, retry_after or 0.0))
 
@@ -533,7 +549,7 @@ class HTTPEngine(EngineLifecycle):
     async def _healthy(self, server: Server) -> bool:
         check = self.wire.healthy(self.session(), server.url, headers=self.headers())
         try:
-            return await asyncio.wait_for(check, min(5.0, self.timeout_s))
+            return await asyncio.wait_for(check, min(5.0, self.http.timeout_s))
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 

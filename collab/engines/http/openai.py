@@ -4,8 +4,9 @@ The prompt is sent as token ids; vLLM's extensions keep the output exact (``retu
 ``skip_special_tokens: false``, ``include_stop_str_in_output``) and report prefix-cache hits in
 ``usage.prompt_tokens_details.cached_tokens`` (vLLM: ``--enable-prompt-tokens-details``), in whole
 cache blocks (the block size is read from vLLM's ``/metrics``). A server that returns no token ids
-or no finish reason (llama.cpp's ``llama-server``) is refused with a clear error: re-encoding its
-text would change the trace's tokens and hide its end-of-sequence, so episodes could never end.
+or no finish reason (llama.cpp's ``llama-server`` here; ``kind: llamacpp`` speaks its native API) is
+refused with a clear error: re-encoding its text would change the trace's tokens and hide its
+end-of-sequence, so episodes could never end.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import aiohttp
 
 from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest
 from collab.engines.http.client import (
-    OUTAGE_WAIT_S,
+    DEFAULT_HTTP,
     HTTPEngine,
+    HTTPSettings,
     RequestFailed,
     answers,
     error_message,
@@ -35,7 +37,7 @@ FINISH: dict[Any, FinishType] = {"stop": "stop", "length": "length", "abort": "a
 VLLM_BLOCK = re.compile(r'^vllm:cache_config_info\{[^}]*\bblock_size="(\d+)"', re.MULTILINE)
 NO_IDS = (
     "the server at {url} returned no {what}; collab needs the exact token ids and finish reason of every "
-    "completion (vLLM gives them; llama.cpp's llama-server does not: use the local engine for GGUF files)"
+    "completion (vLLM gives them; llama.cpp's llama-server does so only on its native API: use `kind: llamacpp`)"
 )
 
 
@@ -137,25 +139,19 @@ class OpenAIEngine(HTTPEngine):
         url: str,
         model: str,
         tokenizer: str | None = None,
-        api_key_env: str | None = None,
         thinking: bool | None = None,
-        timeout_s: float = 600,
-        retries: int = 4,
-        backoff_s: float = 0.5,
-        max_connections: int = 4096,
-        health_timeout_s: float = 300,
         max_stop_strings: int | None = 4,
         cache_block: int | None = None,
         stream: bool = False,
-        outage_wait_s: float = OUTAGE_WAIT_S,
+        http: HTTPSettings = DEFAULT_HTTP,
     ) -> None:
         """``url``: the server (with or without ``/v1``); ``model``: the served model name, also the
         tokenizer source unless ``tokenizer`` names one (a hub id, a folder or a ``.gguf`` file);
-        ``api_key_env``: the environment variable that holds the API key, read at each request and
-        never recorded; ``max_stop_strings``: how many stop strings the server accepts (vLLM: 4 unless
+        ``max_stop_strings``: how many stop strings the server accepts (vLLM: 4 unless
         ``VLLM_MAX_STOP_STRINGS`` says otherwise; ``None``: any number), the rest are applied here;
         ``cache_block``: the tokens per prefix-cache block (default: read from vLLM's ``/metrics``);
-        ``stream``: receive the answer as server-sent events (``timeout_s`` then bounds each gap)."""
+        ``stream``: receive the answer as server-sent events (``http.timeout_s`` then bounds each gap);
+        ``http``: timeouts, retries, connections, API key."""
         base = normalize_url(url)
         self.wire: OpenAIWire = OpenAIWire(model, stream=stream)
         super().__init__(
@@ -163,14 +159,8 @@ class OpenAIEngine(HTTPEngine):
             [base.removesuffix("/v1")],
             wire=self.wire,
             tokenizer=tokenizer_for(tokenizer or model, thinking=thinking),
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            max_connections=max_connections,
-            health_timeout_s=health_timeout_s,
-            api_key_env=api_key_env,
+            http=http,
             max_stop_strings=max_stop_strings,
-            outage_wait_s=outage_wait_s,
         )
         self.model = model
         self.cache_block = cache_block or 1
@@ -191,7 +181,7 @@ class OpenAIEngine(HTTPEngine):
             "model": self.model,
             "tokenizer": self.tokenizer.key,
             "url": url,
-            "api_key_env": self.api_key_env,
+            "api_key_env": self.http.api_key_env,
             "served_models": served,
             "version": version.get("version") if status == 200 and isinstance(version, dict) else None,
             "cache_block": self.cache_block,

@@ -15,9 +15,10 @@ import aiohttp
 
 from collab.engines.base import Completion, EngineError, FinishType, GenerateRequest, Tokenizer
 from collab.engines.http.client import (
-    OUTAGE_WAIT_S,
+    DEFAULT_HTTP,
     EngineStats,
     HTTPEngine,
+    HTTPSettings,
     RequestFailed,
     answers,
     loads,
@@ -188,21 +189,13 @@ class SGLangEngine(HTTPEngine):
         tokenizer: str | None = None,
         thinking: bool | None = None,
         stream: bool = False,
-        timeout_s: float = 600,
-        retries: int = 4,
-        backoff_s: float = 0.5,
-        max_connections: int = 4096,
-        health_timeout_s: float = 300,
-        outage_wait_s: float = OUTAGE_WAIT_S,
         port: int | None = None,
         launch_args: Sequence[str] = (),
-        api_key_env: str | None = None,
+        http: HTTPSettings = DEFAULT_HTTP,
     ) -> None:
         """``url``/``urls``: the servers (default ``http://127.0.0.1:PORT``); ``model``: the model path the
         servers run (tokenizer source, and what ``collab serve`` launches); ``tokenizer``: a hub id, a
-        folder or a ``.gguf`` file that overrides it.
-        ``timeout_s`` bounds each wait for the server (a whole non-streaming answer, or the gap between
-        streamed chunks); ``retries`` counts attempts after the first."""
+        folder or a ``.gguf`` file that overrides it; ``http``: timeouts, retries, connections, API key."""
         found = [*(urls or ()), *([url] if url else [])] or ([f"http://127.0.0.1:{port}"] if port else [])
         if not found:
             raise ValueError(f"engine {name!r}: give `url`, `urls` or `port`")
@@ -217,13 +210,7 @@ class SGLangEngine(HTTPEngine):
             wire=self.wire,
             stats=stats,
             tokenizer=tok,
-            timeout_s=timeout_s,
-            retries=retries,
-            backoff_s=backoff_s,
-            max_connections=max_connections,
-            health_timeout_s=health_timeout_s,
-            api_key_env=api_key_env,
-            outage_wait_s=outage_wait_s,
+            http=http,
         )
         self.model = model
         self.port = port
