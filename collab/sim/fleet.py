@@ -13,7 +13,10 @@ import asyncio
 import contextlib
 import functools
 import multiprocessing
+import os
+import pickle
 import signal
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -73,6 +76,42 @@ def partition(specs: list[EpisodeSpec], parts: int) -> list[list[str]]:
     return shares
 
 
+class Channel:
+    """Pickled messages, each prefixed by its length, over one end of a socket pair on the running loop."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, conn: Connection) -> Channel:
+        """A channel on ``conn``'s socket (``conn`` itself is closed)."""
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        conn.close()
+        return cls(*await asyncio.open_connection(sock=sock))
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        """Queue one message (:meth:`drain` waits until the other end has taken enough of them)."""
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self.writer.write(len(data).to_bytes(8, "little") + data)
+
+    async def drain(self) -> None:
+        """Wait while too much is queued for the other end."""
+        await self.writer.drain()
+
+    async def recv(self) -> tuple[Any, ...]:
+        """The next message; ``("lost",)`` once the other end is gone."""
+        try:
+            size = int.from_bytes(await self.reader.readexactly(8), "little")
+            return pickle.loads(await self.reader.readexactly(size))
+        except (asyncio.IncompleteReadError, OSError):
+            return ("lost",)
+
+    def close(self) -> None:
+        """Close this end."""
+        self.writer.close()
+
+
 # -- the parent ---------------------------------------------------------------------------
 
 
@@ -87,7 +126,8 @@ class Fleet:
     def __init__(self, runner: Runner, jobs: list[Job]) -> None:
         self.runner = runner
         self.jobs = jobs
-        self.conns: list[Connection] = []
+        self.conns: list[Channel] = []
+        self.readers: list[asyncio.Task[None]] = []
         self.procs: list[BaseProcess] = []
         self.inbox: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
         self.seen: list[dict[str, tuple[int, int, int]]] = [{} for _ in jobs]
@@ -104,7 +144,7 @@ class Fleet:
         try:
             started = time.perf_counter()
             runner.notify(f"starting {len(self.jobs)} client processes, each opening the engines")
-            self._start()
+            await self._start()
             described = await self._collect("ready")
             manifest = store.read_json(MANIFEST) or {}
             manifest["engines"], manifest["processes"] = described[0], len(self.jobs)
@@ -127,9 +167,8 @@ class Fleet:
         """Tokens ``engine`` generated in every worker, as last reported."""
         return sum(seen.get(engine, (0, 0, 0))[1] for seen in self.seen)
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # workers start deaf to Ctrl-C: it is ours
         try:
             for index, job in enumerate(self.jobs):
@@ -137,20 +176,18 @@ class Fleet:
                 proc = context.Process(target=work, args=(there, job), name=f"collab-client-{index}", daemon=True)
                 proc.start()
                 there.close()
-                self.conns.append(here)
                 self.procs.append(proc)
-                loop.add_reader(here.fileno(), self._readable, index)
+                self.conns.append(await Channel.open(here))
+                self.readers.append(asyncio.create_task(self._read(index)))
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
-    def _readable(self, index: int) -> None:
-        conn = self.conns[index]
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            message = ("lost",)
-        self.inbox.put_nowait((index, message))
+    async def _read(self, index: int) -> None:
+        while True:
+            message = await self.conns[index].recv()
+            self.inbox.put_nowait((index, message))
+            if message[0] == "lost":
+                return
 
     async def _next(self) -> tuple[int, tuple[Any, ...]]:
         """The next message that is not events or a status (those are handled here)."""
@@ -210,21 +247,20 @@ class Fleet:
         """Tell every worker to stop, write what they still send, sum their engines' counters."""
         for index, conn in enumerate(self.conns):
             if index not in self.lost:
-                with contextlib.suppress(OSError):
-                    conn.send(("stop",))
+                conn.send(("stop",))
         counters: dict[str, dict[str, Any]] = {}
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_GRACE_S):
                 for share in (await self._collect("counters", tolerant=True)).values():
                     for name, stats in share.items():
                         counters[name] = add_counters(counters.get(name, {}), stats)
-        loop = asyncio.get_running_loop()
-        for conn, proc in zip(self.conns, self.procs, strict=True):
+        for proc in self.procs:
             proc.join(timeout=1.0)
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
-            loop.remove_reader(conn.fileno())
+        for conn, reader in zip(self.conns, self.readers, strict=True):
+            reader.cancel()
             conn.close()
         return counters
 
@@ -236,18 +272,13 @@ def work(conn: Connection, job: Job) -> None:
     """A worker process: walk the shares the parent sends until it says stop; Ctrl-C is the parent's."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    try:
-        run_loop(_work(conn, job))
-    except Exception as error:
-        with contextlib.suppress(OSError):
-            conn.send(("error", f"{type(error).__name__}: {error}" if not isinstance(error, EngineStartError)
-                       else str(error), isinstance(error, EngineStartError)))
+    run_loop(_serve(conn, job))
 
 
 class Outbox:
     """A worker's event lines, sent to the parent as one message per turn of the event loop."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Channel) -> None:
         self.conn = conn
         self.lines: list[bytes] = []
 
@@ -278,23 +309,26 @@ class WorkerRunner(Runner):
         self.outbox.add(self.store.scrubber.line(event))
 
 
-async def _work(conn: Connection, job: Job) -> None:
+async def _serve(conn: Connection, job: Job) -> None:
+    """Work on ``job`` over ``conn``; a failure goes to the parent as an ``error`` message."""
+    channel = await Channel.open(conn)
+    try:
+        await _work(channel, job)
+    except Exception as error:
+        start = isinstance(error, EngineStartError)
+        channel.send(("error", str(error) if start else f"{type(error).__name__}: {error}", start))
+    with contextlib.suppress(OSError):
+        await channel.drain()
+    channel.close()
+
+
+async def _work(channel: Channel, job: Job) -> None:
     from collab.sim.runner import build_engines, read_inject_files  # the runner starts the fleet
 
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            inbox.put_nowait(conn.recv())
-        except (EOFError, OSError):  # the parent is gone
-            loop.remove_reader(conn.fileno())
-            inbox.put_nowait(("stop",))
-
-    loop.add_reader(conn.fileno(), readable)
     loaded = load(job.run_dir / SCENARIO, files=False)
     store = RunStore(job.run_dir, Scrubber.from_env(job.secrets))  # read only: the parent writes
-    outbox = Outbox(conn)
+    outbox = Outbox(channel)
     runner = WorkerRunner(loaded, store, job.concurrency, outbox)
     schedule = Schedule(loaded, job.base)
     per_point = build_engines(loaded)
@@ -306,22 +340,23 @@ async def _work(conn: Connection, job: Job) -> None:
     counters: dict[str, dict[str, Any]] = {}
     try:
         async with contextlib.AsyncExitStack() as stack:
-            conn.send(("ready", {engine.name: await open_engine(stack, engine, store.scrubber) for engine in engines}))
+            described = {engine.name: await open_engine(stack, engine, store.scrubber) for engine in engines}
+            channel.send(("ready", described))
             stack.callback(lambda: counters.update({engine.name: engine.counters() for engine in engines}))
             settings = loaded.scenario.judge
             checker = await stack.enter_async_context(
                 AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s))
             gate = runner.gate(engines)
-            reporter = loop.create_task(_report(conn, outbox, runner, engines))
+            reporter = loop.create_task(_report(channel, outbox, runner, engines))
             stack.callback(reporter.cancel)
             phases = schedule.phases(store, record=False)
-            while (message := await inbox.get())[0] == "phase":
+            while (message := await channel.recv())[0] == "phase":
                 wanted = set(message[1])
                 specs = [spec for spec in next(phases) if spec.id in wanted]
                 if len(specs) != len(wanted):
                     raise RuntimeError(f"planned {len(specs)} of the {len(wanted)} episodes the parent handed out")
                 walk = loop.create_task(runner.walk(specs, per_point, schedule.pools, files, checker, gate))
-                heard = loop.create_task(inbox.get())
+                heard = loop.create_task(channel.recv())
                 await asyncio.wait({walk, heard}, return_when=asyncio.FIRST_COMPLETED)
                 if heard.done():  # told to stop in the middle of a phase
                     walk.cancel()
@@ -331,13 +366,13 @@ async def _work(conn: Connection, job: Job) -> None:
                 heard.cancel()
                 walk.result()
                 outbox.flush()
-                conn.send(("done",))
+                channel.send(("done",))
     finally:
         outbox.flush()
-    conn.send(("counters", counters))
+    channel.send(("counters", counters))
 
 
-async def _report(conn: Connection, outbox: Outbox, runner: WorkerRunner, engines: list[Engine]) -> None:
+async def _report(conn: Channel, outbox: Outbox, runner: WorkerRunner, engines: list[Engine]) -> None:
     """Every :data:`STATUS_S`, the engines' requests in flight, tokens generated and requests waiting."""
     while True:
         await asyncio.sleep(STATUS_S)
@@ -345,3 +380,4 @@ async def _report(conn: Connection, outbox: Outbox, runner: WorkerRunner, engine
         waiting = runner.waiting or Counter()
         conn.send(("status", {engine.name: (runner.in_flight[engine.name], generated_tokens(engine) or 0,
                                             waiting[engine.name]) for engine in engines}))
+        await conn.drain()
