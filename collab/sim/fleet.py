@@ -349,14 +349,17 @@ async def _work(channel: Channel, job: Job) -> None:
             gate = runner.gate(engines)
             reporter = loop.create_task(_report(channel, outbox, runner, engines))
             stack.callback(reporter.cancel)
+            inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+            listener = loop.create_task(_listen(channel, inbox))
+            stack.callback(listener.cancel)
             phases = schedule.phases(store, record=False)
-            while (message := await channel.recv())[0] == "phase":
+            while (message := await inbox.get())[0] == "phase":
                 wanted = set(message[1])
                 specs = [spec for spec in next(phases) if spec.id in wanted]
                 if len(specs) != len(wanted):
                     raise RuntimeError(f"planned {len(specs)} of the {len(wanted)} episodes the parent handed out")
                 walk = loop.create_task(runner.walk(specs, per_point, schedule.pools, files, checker, gate))
-                heard = loop.create_task(channel.recv())
+                heard = loop.create_task(inbox.get())
                 await asyncio.wait({walk, heard}, return_when=asyncio.FIRST_COMPLETED)
                 if heard.done():  # told to stop in the middle of a phase
                     walk.cancel()
@@ -370,6 +373,13 @@ async def _work(channel: Channel, job: Job) -> None:
     finally:
         outbox.flush()
     channel.send(("counters", counters))
+
+
+async def _listen(channel: Channel, inbox: asyncio.Queue[tuple[Any, ...]]) -> None:
+    """The parent's messages into ``inbox``; a lost parent reads as ``stop``."""
+    while (message := await channel.recv())[0] != "lost":
+        inbox.put_nowait(message)
+    inbox.put_nowait(("stop",))
 
 
 async def _report(conn: Channel, outbox: Outbox, runner: WorkerRunner, engines: list[Engine]) -> None:
