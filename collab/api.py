@@ -15,7 +15,7 @@ from collab.log.run import Run, load_run
 from collab.sim.runner import Observer, RunOptions
 from collab.sim.runner import simulate as run_scenario
 
-OPTIONS = ("out", "limit", "samples", "concurrency", "model", "dry_run", "resume", "retry_failed", "shard")
+OPTIONS = ("out", "limit", "samples", "concurrency", "model", "dry_run", "resume", "retry_failed", "shard", "processes")
 
 
 def run_options(overrides: dict[str, Any]) -> RunOptions:

@@ -81,6 +81,8 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``collab simulate``: run or resume a scenario with a progress display."""
     from collab.display.progress import ProgressDisplay
+    from collab.sim.fleet import WorkerLost
+    from collab.sim.loop import run_loop
     from collab.sim.runner import RunOptions, parse_shard, simulate
 
     if args.path is None and args.resume is None:
@@ -95,6 +97,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         overrides=args.set, out=Path(args.out), limit=args.limit, samples=args.samples,
         concurrency=args.concurrency, model=args.model, dry_run=args.dry_run,
         resume=Path(args.resume) if args.resume else None, retry_failed=args.retry_failed, shard=shard,
+        processes=args.processes,
     )
     in_flight: Counter[str] = Counter()
     options.watch = lambda engine, change: in_flight.update({engine: change})
@@ -103,7 +106,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     options.notify, options.warn = display.notice, display.warn
     try:
         with display:
-            result = asyncio.run(simulate(Path(args.path) if args.path else None, options, [display]))
+            result = run_loop(simulate(Path(args.path) if args.path else None, options, [display]))
+    except WorkerLost as error:
+        saved = "no episode had finished: nothing was saved" if options.run_dir is None else (
+            f"finished episodes are saved. Resume with: collab simulate --resume {shlex.quote(str(options.run_dir))}")
+        print(f"error: {error}; {saved}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         sys.unraisablehook = lambda _: None  # objects closed mid-way by the interrupt may complain as they go
         if options.run_dir is None:
@@ -243,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--retry-failed", action="store_true", help="with --resume: run failed episodes again")
     simulate.add_argument("--quiet", action="store_true", help="log lines instead of a live display")
     simulate.add_argument("--shard", metavar="I/N", help="run only slice I of N (0 <= I < N) of the episodes")
+    simulate.add_argument("--processes", type=positive, default=1, metavar="N",
+                          help="client processes sending requests (HTTP engines; default 1): add some when one "
+                               "core is busy before the servers are")
 
     judge = add("judge", cmd_judge, "re-judge a finished run from its log, without re-simulating")
     judge.add_argument("run")

@@ -267,6 +267,16 @@ class RunStore:
         except OSError as error:
             raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
 
+    def append(self, lines: bytes) -> None:
+        """Append whole event lines another process encoded (and scrubbed), then flush them."""
+        if self._handle is None:
+            self.open_log()
+        try:
+            self._handle.write(lines)
+            self._handle.flush()
+        except OSError as error:
+            raise StoreError(f"cannot write {self.events_path}: {error.strerror or error}") from error
+
     def close(self) -> None:
         """Flush and close the log; a failed flush is a :class:`StoreError` (the handle is gone either way)."""
         handle, self._handle = self._handle, None

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from collab.data.pools import Pool
 from collab.engines import Engine
 from collab.engines.base import EngineStartError, generated_tokens
 from collab.events import Event, PhaseStart, RunEnd, RunStart
@@ -114,7 +115,6 @@ class Runner:
             if self.waiting is not None and isinstance(getattr(engine, "waiting", None), Counter):
                 engine.waiting = self.waiting  # type: ignore[attr-defined]
         pools = schedule.pools
-        point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
         status = "interrupted"
         counters: dict[str, dict[str, Any]] = {}
         """What the engines counted, taken just before they close."""
@@ -130,26 +130,35 @@ class Runner:
                 settings = self.scenario.judge
                 checker = await stack.enter_async_context(
                     AnswerChecker(workers=settings.workers, timeout_s=settings.timeout_s))
-                replicas = max((engine.replicas for engine in engines), default=1)
-                gate = asyncio.Semaphore(self.concurrency * replicas)  # the limit is per server
-
-                async def guarded(spec: EpisodeSpec) -> None:
-                    engines_here = per_point[point_index[id(spec.point)]]
-                    episode = Episode(spec, engines_here, pools, files, self.emit, self.watch, checker=checker)
-                    await self._episode(episode, checker, gate)
-
+                gate = self.gate(list(engines))
                 # stages first: later phases read their pools
                 for index, specs in enumerate(schedule.phases(self.store)):
                     if index:
                         self.emit(PhaseStart(episodes=len(specs)))
-                    async with asyncio.TaskGroup() as group:
-                        for spec in specs:
-                            await gate.acquire()
-                            group.create_task(guarded(spec))
+                    await self.walk(specs, per_point, pools, files, checker, gate)
                 status = "ok"
         finally:
-            summary = self._finish(status, counters)
+            summary = self.finish(status, counters)
         return summary
+
+    def gate(self, engines: list[Engine]) -> asyncio.Semaphore:
+        """The concurrency gate: the limit is per server."""
+        return asyncio.Semaphore(self.concurrency * max((engine.replicas for engine in engines), default=1))
+
+    async def walk(self, specs: list[EpisodeSpec], per_point: list[dict[str, Engine]], pools: dict[str, Pool],
+                   files: dict[str, str], checker: AnswerChecker, gate: asyncio.Semaphore) -> None:
+        """Run ``specs`` (one phase) under ``gate``, each on the engines of its sweep point."""
+        point_index = {id(p): i for i, p in enumerate(self.loaded.points)}
+
+        async def guarded(spec: EpisodeSpec) -> None:
+            engines_here = per_point[point_index[id(spec.point)]]
+            episode = Episode(spec, engines_here, pools, files, self.emit, self.watch, checker=checker)
+            await self._episode(episode, checker, gate)
+
+        async with asyncio.TaskGroup() as group:
+            for spec in specs:
+                await gate.acquire()
+                group.create_task(guarded(spec))
 
     async def _open(self, stack: contextlib.AsyncExitStack, engines: list[Engine]) -> dict[str, Any]:
         """Open the engines for as long as ``stack`` lasts, saying so in one line before and one after."""
@@ -161,7 +170,7 @@ class Runner:
         self.notify(f"engines ready in {time.perf_counter() - started:.1f} s" + (f" ({notes})" if notes else ""))
         return described
 
-    def _finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def finish(self, status: str, engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """Close the log with ``run.end`` and write the summary (best effort when the disk failed)."""
         with contextlib.suppress(StoreError):
             self.emit(RunEnd(run_id=self.store.path.name, status=status))

@@ -26,7 +26,7 @@ from collab.engines import Engine, build_engine
 from collab.engines.base import EngineStartError
 from collab.log.secrets import Scrubber
 from collab.log.store import MANIFEST, SCENARIO, RunStore, StoreError, is_run
-from collab.scenario import Loaded, load
+from collab.scenario import Loaded, Problem, ScenarioError, load
 from collab.scenario.graph import engines_in_use
 from collab.scenario.loader import load_source, with_overrides
 from collab.scenario.schema import Scenario, ScriptedEngineConfig
@@ -61,6 +61,8 @@ class RunOptions:
     """Requests waiting for a server to come back per engine (every server down), kept current."""
     shard: tuple[int, int] | None = None
     """``(i, n)``: run only the episodes whose id falls in slice i of n (0 <= i < n)."""
+    processes: int = 1
+    """Client processes the episodes are spread over (this one writes the log; see :mod:`collab.sim.fleet`)."""
     argv: list[str] = field(default_factory=lambda: list(sys.argv))
     run_dir: Path | None = None
     """Set by :func:`simulate` once the run folder exists (for an interrupted run's resume hint)."""
@@ -167,6 +169,16 @@ def resumable(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_processes(loaded: Loaded, processes: int) -> None:
+    """Refuse more than one client process for local engines: each process would load its own model."""
+    local = sorted({name for point in loaded.points for name, engine in point.scenario.engines.items()
+                    if engine.kind == "local" and name in engines_in_use(point.scenario)})
+    if processes > 1 and local:
+        raise ScenarioError([Problem("--processes", 1, 1, "engines", f"local engines ({', '.join(local)}) run "
+                                     "in this process: each client process would load its own model. Use "
+                                     "--processes 1, or serve the model (collab serve) and use an HTTP engine")])
+
+
 def secret_names(loaded: Loaded) -> set[str]:
     """The environment variables that hold the scenario's API keys."""
     return {name for point in loaded.points for engine in point.scenario.engines.values()
@@ -181,6 +193,7 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
     """
     if options.resume is not None:
         loaded, base = prepare(options.resume, options)
+        check_processes(loaded, options.processes)
         store = RunStore(options.resume, Scrubber.from_env(secret_names(loaded)))
         store.lock()
         shard = (store.read_json(MANIFEST) or {}).get("shard")
@@ -190,6 +203,7 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
     else:
         assert path is not None
         loaded, base = prepare(path, options)
+        check_processes(loaded, options.processes)
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         name = loaded.scenario.name + (f"-shard{options.shard[0]}of{options.shard[1]}" if options.shard else "")
         store = RunStore.create(options.out, name, run_id, Scrubber.from_env(secret_names(loaded)))
@@ -200,11 +214,18 @@ async def simulate(path: Path | None, options: RunOptions, observers: list[Obser
             _write_new_run(store, loaded, path, base, options)
         schedule = Schedule(loaded, base, lambda i: i not in keep and in_shard(i, options.shard),
                             sharded=options.shard is not None)
-        per_point = build_engines(loaded)
         runner = Runner(loaded, store, options.concurrency, options.watch, observers, waiting=options.waiting,
                         generated=options.generated, notify=options.notify)
-        summary = await runner.run(schedule, per_point, read_inject_files(loaded.scenario, base),
-                                   resumed=options.resume is not None)
+        processes = min(options.processes, runner.concurrency)
+        if processes > 1:
+            from collab.sim.fleet import Job, run_fleet, split
+
+            jobs = [Job(store.path, base, share, tuple(secret_names(loaded)))
+                    for share in split(runner.concurrency, processes)]
+            summary = await run_fleet(runner, schedule, jobs, resumed=options.resume is not None)
+        else:
+            summary = await runner.run(schedule, build_engines(loaded), read_inject_files(loaded.scenario, base),
+                                       resumed=options.resume is not None)
     except BaseException:
         if options.resume is None and not store.finished():
             with sigint_held():  # a second Ctrl-C must not leave half a folder, or a hint to a removed one

@@ -100,8 +100,9 @@ class Schedule:
         specs = self.stage_specs + (self._main or [])
         return sum(1 for spec in specs if self.include(spec.id))
 
-    def phases(self, store: RunStore) -> Iterator[list[EpisodeSpec]]:
-        """The stage episodes, then (their pools filled from ``store``) the main episodes."""
+    def phases(self, store: RunStore, *, record: bool = True) -> Iterator[list[EpisodeSpec]]:
+        """The stage episodes, then (their pools filled from ``store``) the main episodes; ``record``:
+        write the main episodes' problem selection into ``store`` (only its writer does)."""
         if self.stage_specs:
             yield [spec for spec in self.stage_specs if self.include(spec.id)]
             records = list(store.episodes().values())
@@ -109,7 +110,7 @@ class Schedule:
                 if (stage := fills(config)) is not None:
                     self.pools[name] = Pool(name, episode_trajectories(records, stage))
         main = self._main if self._main is not None else self._plan_main()
-        if self.selection:
+        if self.selection and record:
             store.write_json(SELECTION, self.selection)
         yield [spec for spec in main if self.include(spec.id)]
 

@@ -34,6 +34,12 @@ from collab.engines.base import (
 )
 from collab.engines.http import stops
 
+orjson: Any
+try:  # the optional fast JSON codec (``collab[fast]``)
+    import orjson
+except ImportError:
+    orjson = None
+
 KEEPALIVE_S = 4.0
 """Idle pooled connections are dropped before SGLang's server (uvicorn, 5 s) closes them."""
 MAX_BACKOFF_S = 30.0
@@ -139,10 +145,15 @@ def normalize_url(url: str) -> str:
     return url if "://" in url else f"http://{url}"
 
 
+def dumps(data: Any) -> str:
+    """A request body as JSON text (with orjson when it is installed)."""
+    return orjson.dumps(data).decode() if orjson is not None else json.dumps(data)
+
+
 def loads(body: bytes | str) -> Any:
-    """JSON from a response body; a :class:`RequestFailed` for garbage."""
+    """JSON from a response body (with orjson when it is installed); a :class:`RequestFailed` for garbage."""
     try:
-        return json.loads(body)
+        return orjson.loads(body) if orjson is not None else json.loads(body)
     except ValueError as e:
         raise RequestFailed(f"unparseable JSON from the server ({e})", kind="bad_response") from None
 
@@ -413,7 +424,7 @@ class HTTPEngine(EngineLifecycle):
             connector = aiohttp.TCPConnector(
                 limit=pool_size(self.http.max_connections), limit_per_host=0, keepalive_timeout=KEEPALIVE_S
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, json_serialize=dumps)
         return self._session
 
     def headers(self) -> dict[str, str]:
