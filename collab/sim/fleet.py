@@ -204,7 +204,7 @@ class Fleet:
     async def _collect(self, kind: str, *, tolerant: bool = False) -> dict[int, Any]:
         """One ``kind`` message from every worker; a worker that fails raises (``tolerant``: is skipped)."""
         got: dict[int, Any] = {}
-        while len(got) + len(self.lost) < len(self.jobs):
+        while len(got.keys() | self.lost) < len(self.jobs):  # a worker may answer, then leave
             index, message = await self._next()
             if message[0] == kind:
                 got[index] = message[1] if len(message) > 1 else None
