@@ -163,7 +163,7 @@ def long_relay(out: Path, args: argparse.Namespace) -> Path:
 
 async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
     budget = args.turns * len(AGENTS) * (args.turn_tokens + 32) + (8192 if args.long else 0)
-    overrides = [f"prompt.template={LONG_FORM}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
+    overrides = [f"prompt.template={json.dumps(LONG_FORM)}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
                  f"limits.max_turns={args.turns * len(AGENTS) + args.long}", f"limits.max_tokens={budget}"]
     overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
     options = runner.RunOptions(overrides=overrides, out=out / ("cache" if cache else "plain"), limit=args.problems,
