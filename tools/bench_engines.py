@@ -159,10 +159,11 @@ async def measure(args: argparse.Namespace) -> None:
         if url:
             await wait_ready(url)
         for dtype in args.dtypes:
-            base = LocalEngine("bench", args.model, dtype=dtype)
+            base = LocalEngine("bench", args.model, dtype=dtype, threads=args.threads)
             info = await base.open()
             engine = LocalEngine("bench", args.model, cache=False)
             engine.attach(base.model, NoEndOfSequence(base.tokenizer))  # type: ignore[arg-type]
+            threads = info["threads"]
             local, bare = f"collab local {info['dtype']}", f"bare loop {info['dtype']}"
             labels += [local, bare]
             weights[info["dtype"]] = sum(p.numel() * p.element_size() for p in base.model.parameters())
@@ -184,16 +185,16 @@ async def measure(args: argparse.Namespace) -> None:
             await base.aclose()
     if args.llama_server:
         labels.append("llama.cpp")
-    report(args, results, per_cpu, labels, weights, bandwidth)
+    report(args, results, per_cpu, labels, weights, bandwidth, threads)
 
 
 def report(args: argparse.Namespace, results: dict[tuple[str, int], list[float]],
            per_cpu: dict[tuple[str, int], list[float]], labels: list[str], weights: dict[str, int],
-           bandwidth: float) -> None:
+           bandwidth: float, threads: int) -> None:
     median = {key: statistics.median(values) for key, values in results.items()}
     cpu = {key: statistics.median(values) for key, values in per_cpu.items()}
     print(f"{Path(args.model).name}: {args.prompt_tokens}-token prompts, {args.new_tokens} new tokens greedy, "
-          f"{torch.get_num_threads()} torch thread(s), median of {args.repeats}")
+          f"{threads} torch thread(s) on the engine thread, {args.threads} for llama.cpp, median of {args.repeats}")
     gguf = Path(args.model).stat().st_size if args.model.endswith(".gguf") else 0
     bounds = [f"{dtype} weights {size / 1e6:.0f} MB -> {bandwidth / size:.0f} tok/s" for dtype, size in weights.items()]
     if gguf:

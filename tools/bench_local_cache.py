@@ -161,13 +161,18 @@ def long_relay(out: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The scenario overrides of a run: the long-form prompt, the turn budgets, then ``--set``."""
     budget = args.turns * len(AGENTS) * (args.turn_tokens + 32) + (8192 if args.long else 0)
-    overrides = [f"prompt.template={LONG_FORM}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
-                 f"limits.max_turns={args.turns * len(AGENTS) + args.long}", f"limits.max_tokens={budget}"]
-    overrides += [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
-    options = runner.RunOptions(overrides=overrides, out=out / ("cache" if cache else "plain"), limit=args.problems,
-                                samples=args.samples, concurrency=args.concurrency, model=args.model, argv=sys.argv)
+    found = [f"prompt.template={json.dumps(LONG_FORM)}", f"engines.{ENGINE}.cache_budget_mb={args.budget_mb}",
+             f"limits.max_turns={args.turns * len(AGENTS) + args.long}", f"limits.max_tokens={budget}"]
+    return found + [f"graph.turns.{agent}.until.tokens={args.turn_tokens}" for agent in AGENTS] + args.set
+
+
+async def run(base: LocalEngine, args: argparse.Namespace, cache: bool, out: Path) -> Result:
+    options = runner.RunOptions(overrides=overrides(args), out=out / ("cache" if cache else "plain"),
+                                limit=args.problems, samples=args.samples, concurrency=args.concurrency,
+                                model=args.model, argv=sys.argv)
     built: list[Recorder] = []
     with shared_model(base, cache, built):
         result = await runner.simulate(long_relay(out, args) if args.long else SCENARIO, options)
@@ -209,7 +214,7 @@ async def main(args: argparse.Namespace) -> None:
     await base.aclose()
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     default_model = ROOT / ".cache" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(default_model),
@@ -227,7 +232,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--long", action="store_true", help="realistic variant: episodes open with a recorded trace")
     parser.add_argument("--seed-file", default=str(TRACES), help="recorded traces for --long (default: %(default)s)")
     parser.add_argument("--seed-fraction", type=float, default=0.8, help="share of each recorded trace kept")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
