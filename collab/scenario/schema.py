@@ -104,6 +104,8 @@ class LlamaCppEngineConfig(HTTPEngineConfig):
     kind: Literal["llamacpp"]
     url: str | None = None
     urls: list[str] | None = None
+    stream: bool = True
+    """Streamed by default: llama-server stops a cancelled request only when it is streamed."""
 
     @model_validator(mode="after")
     def _needs_address(self) -> LlamaCppEngineConfig:

@@ -146,7 +146,7 @@ class LlamaCppEngine(HTTPEngine):
         model: str | None = None,
         tokenizer: str | None = None,
         thinking: bool | None = None,
-        stream: bool = False,
+        stream: bool = True,
         http: HTTPSettings = DEFAULT_HTTP,
     ) -> None:
         """``url``/``urls``: the servers; ``model``: the ``.gguf`` file they serve (or its hub id), the tokenizer
