@@ -254,7 +254,7 @@ async def test_real_model_manifest(smol_engine: LocalEngine) -> None:
     info = await smol_engine.open()  # already open: describes it again
     assert info["kind"] == "local" and info["architecture"] == "llama"
     assert info["device"] == "cpu" and info["dtype"] == "float32"  # a GGUF file: float32 is its fastest dtype
-    assert info["dtype_requested"] == "auto"
+    assert info["dtype_requested"] == "auto" and " on cpu in float32" in info["note"]  # the progress line says
     assert info["cache"]["enabled"] and info["tokenizer"] == smol_engine.tokenizer.key
     assert {"transformers", "torch", "parameters"} <= set(info)
 

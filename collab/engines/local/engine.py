@@ -220,7 +220,8 @@ class LocalEngine(EngineLifecycle):
             },
             "max_batch": self._scheduler.max_batch if self._scheduler else None,
             "threads": torch.get_num_threads() if parameter.device.type == "cpu" else None,
-            "note": f"{self.model_id} on {parameter.device}" + (f", {self.threads_note}" if self.threads_note else ""),
+            "note": f"{self.model_id} on {parameter.device} in {str(parameter.dtype).removeprefix('torch.')}"
+                    + (f", {self.threads_note}" if self.threads_note else ""),
         }
 
     async def aclose(self) -> None:
