@@ -9,9 +9,11 @@ tail excluded) it prints, side by side:
 - requests per second the servers answered;
 - client CPU (the client's whole process tree from /proc: the writer, its workers, judge workers);
 - requests per client core-second: what one client core sustains, the figure that scales with cores;
+- client CPU per request (ms) and the client cores ``--target`` requests/s would take at that rate;
 
-plus the same for a plain aiohttp loop posting the same body (the floor of the HTTP stack). With
-``--variants`` it repeats each count of processes with uvloop and orjson hidden from the client.
+plus the same for a plain aiohttp loop posting the same body on the same event loop (uvloop when
+installed): the floor of the HTTP stack. With ``--variants`` it repeats each count of processes with
+uvloop and orjson hidden from the client.
 
     python tools/bench_fleet.py --processes 1 2 --episodes 2000 --turns 16 --concurrency 500 --servers 2
 """
@@ -148,6 +150,15 @@ def run_client(args: argparse.Namespace, root: Path, urls: list[str], counters: 
             "requests": marks[-1][1]}
 
 
+def run(main: Any) -> Any:
+    """``main`` on the event loop collab runs on: uvloop's when installed, else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 async def plain_aiohttp(url: str, total: int, concurrency: int) -> dict[str, float]:
     """The floor: one process posting the same body with aiohttp as fast as the server answers."""
     import aiohttp
@@ -183,6 +194,7 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="also run without uvloop, orjson, or both")
     parser.add_argument("--tokenizer", type=Path, default=SHARED / "tokenizers" / "qwen2.5")
     parser.add_argument("--port", type=int, default=38100)
+    parser.add_argument("--target", type=int, default=15000, help="requests/s to project client cores for")
     args = parser.parse_args()
 
     context = multiprocessing.get_context("spawn")
@@ -211,16 +223,17 @@ def main() -> None:
                     rows.append((f"collab --processes {processes} ({label})",
                                  run_client(args, root, urls, counters, processes, hide)))
                     print(f"{rows[-1][0]:<44} done", file=sys.stderr)
-        rows.append(("plain aiohttp, 1 process", asyncio.run(plain_aiohttp(
-            urls[0], 20000, args.concurrency))))
+        rows.append(("plain aiohttp, 1 process", run(plain_aiohttp(urls[0], 20000, args.concurrency))))
     finally:
         for server in servers:
             server.terminate()
     print(f"{os.cpu_count()} cores; {args.servers} server processes; {args.turns} requests per episode; "
           f"{args.concurrency} episodes in flight per server")
-    print(f"{'client':<44} {'req/s':>8} {'client cores':>13} {'req/s per client core':>22}")
+    print(f"{'client':<44} {'req/s':>8} {'client cores':>13} {'req/s per client core':>22} "
+          f"{'client CPU ms/req':>18} {f'cores for {args.target:,} req/s':>24}")
     for label, row in rows:
-        print(f"{label:<44} {row['rps']:>8,.0f} {row['cores']:>13.2f} {row['per_core']:>22,.0f}")
+        print(f"{label:<44} {row['rps']:>8,.0f} {row['cores']:>13.2f} {row['per_core']:>22,.0f} "
+              f"{1000 / row['per_core']:>18.3f} {args.target / row['per_core']:>24.1f}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from typing import Any
 from collab.engines.base import THINK_CLOSE, EngineError
 
 THINK_OPEN = "<think>\n"
+PROMPTS_KEPT = 4096
+"""Rendered prompts an :class:`HFTokenizer` keeps (then it starts over)."""
 
 
 class HFTokenizer:
@@ -29,6 +31,7 @@ class HFTokenizer:
             if isinstance(tid, int) and tid != hf.unk_token_id and tid is not None and tid >= 0:
                 ids.add(tid)
         self.eos_token_ids = sorted(i for i in ids if i is not None)
+        self._prompts: dict[tuple[str, str | None], tuple[int, ...]] = {}
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (no special tokens added)."""
@@ -39,7 +42,16 @@ class HFTokenizer:
         return self.hf.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def render_prompt(self, user: str, system: str | None = None) -> list[int]:
-        """The chat-formatted user turn with the generation prompt (and the thinking opener)."""
+        """The chat-formatted user turn with the generation prompt (and the thinking opener); rendered once
+        per prompt (the samples of a problem share theirs)."""
+        ids = self._prompts.get((user, system))
+        if ids is None:
+            if len(self._prompts) >= PROMPTS_KEPT:
+                self._prompts.clear()
+            ids = self._prompts[user, system] = self._render(user, system)
+        return list(ids)
+
+    def _render(self, user: str, system: str | None) -> tuple[int, ...]:
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user}
         ]
@@ -51,7 +63,7 @@ class HFTokenizer:
             text += self.think_open
         elif self.think_open and not text.endswith("\n"):
             text += "\n"
-        return self.encode(text)
+        return tuple(self.encode(text))
 
 
 @lru_cache(maxsize=16)

@@ -110,17 +110,15 @@ class Episode:
             return (when.contains is None or when.contains in text) and (
                 when.not_contains is None or when.not_contains not in text
             )
+        if when == "always":
+            return True
+        if when in ("length", "stop", "uncertain"):
+            return outcome.trigger in (("tokens", "limit") if when == "length" else (when,))
         close = self.think_close
+        if when == "thinking_closed":
+            return close in self.trace.text
         answered = outcome.eos or bool(_BOXED.search(self.trace.text.rpartition(close)[2]))
-        return {
-            "always": True,
-            "length": outcome.trigger in ("tokens", "limit"),
-            "stop": outcome.trigger == "stop",
-            "uncertain": outcome.trigger == "uncertain",
-            "thinking_closed": close in self.trace.text,
-            "answered": answered,
-            "not_answered": not answered,
-        }[when]
+        return answered if when == "answered" else not answered
 
     # ------------------------------------------------------------------ what turns share
 

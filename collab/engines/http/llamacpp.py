@@ -59,7 +59,7 @@ class LlamaCppWire:
     def payload(self, request: GenerateRequest, *, stream: bool) -> dict[str, Any]:
         """The ``/completion`` body for ``request`` (its stop strings left out when it wants log-probabilities)."""
         body: dict[str, Any] = {
-            "prompt": list(request.input_ids),
+            "prompt": request.input_ids,
             "n_predict": request.max_new_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,

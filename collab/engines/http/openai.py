@@ -54,7 +54,7 @@ class OpenAIWire:
         """The ``/v1/completions`` body for ``request``."""
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": list(request.input_ids),
+            "prompt": request.input_ids,
             "max_tokens": request.max_new_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,

@@ -85,7 +85,7 @@ class SGLangWire:
             params["stop_token_ids"] = list(request.stop_token_ids)
         if seeded and request.seed is not None:
             params["sampling_seed"] = request.seed
-        body = {"input_ids": list(request.input_ids), "sampling_params": params, "rid": rid, "stream": stream}
+        body = {"input_ids": request.input_ids, "sampling_params": params, "rid": rid, "stream": stream}
         if request.logprobs is not None:  # output positions only: the prompt is not scored
             body |= {"return_logprob": True, "top_logprobs_num": request.logprobs, "logprob_start_len": -1}
         return body
