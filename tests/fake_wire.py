@@ -35,6 +35,7 @@ class FakeWire:
     text: str = "one two"
     delay_s: float = 0.0
     health_path: str = "/health"
+    stream: bool = False
     calls: list[Call] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     sent: asyncio.Event = field(default_factory=asyncio.Event)

@@ -259,6 +259,8 @@ class Wire(Protocol):
     """
 
     health_path: str
+    stream: bool
+    """Whether answers come as server-sent events."""
 
     async def send(
         self, session: aiohttp.ClientSession, url: str, request: GenerateRequest, rid: str,
@@ -294,6 +296,8 @@ class HTTPEngine(EngineLifecycle):
     """
 
     kind: ClassVar[str] = "http"
+    launch_hint: ClassVar[str] = ""
+    """How to start a server, for the error when none answers."""
 
     def __init__(
         self,
@@ -303,10 +307,12 @@ class HTTPEngine(EngineLifecycle):
         wire: Wire,
         tokenizer: Tokenizer,
         http: HTTPSettings,
+        model: str | None = None,
         max_stop_strings: int | None = None,
         stats: EngineStats | None = None,
     ) -> None:
         self.name = name
+        self.model = model
         self.wire = wire
         self.http = http
         self.max_stop_strings = max_stop_strings
@@ -315,7 +321,8 @@ class HTTPEngine(EngineLifecycle):
         """Requests now waiting out an outage, under the engine's name (a runner may share one Counter)."""
         self.tokenizer = tokenizer
         self.stats = stats or EngineStats()
-        self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in urls]
+        unique = dict.fromkeys(normalize_url(url) for url in urls)
+        self.servers = [Server(url, self.stats.servers.setdefault(url, ServerStats())) for url in unique]
         self._moved: dict[str, int] = {}
         self._episodes: set[str] = set()
         self._warming: dict[tuple[str, int], asyncio.Future[None]] = {}
@@ -407,6 +414,25 @@ class HTTPEngine(EngineLifecycle):
     def counters(self) -> dict[str, Any]:
         """:attr:`stats` as a dict."""
         return self.stats.as_dict()
+
+    async def open(self) -> dict[str, Any]:
+        """Wait until every server is healthy, then describe the engine and each server (:meth:`describe`)."""
+        health = self.wire.health_path
+        await asyncio.gather(*(self.wait_healthy(s.url + health, self.launch_hint) for s in self.servers))
+        servers = await asyncio.gather(*(self.describe(s.url) for s in self.servers))
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "model": self.model,
+            "tokenizer": self.tokenizer.key,
+            "stream": self.wire.stream,
+            "urls": [s.url for s in self.servers],
+            "servers": servers,
+        }
+
+    async def describe(self, url: str) -> dict[str, Any]:
+        """What a server says about itself (its kind's engine knows where to ask)."""
+        return {"url": url}
 
     async def aclose(self) -> None:
         """Wait briefly for background work (aborts, probes), then close the session."""

@@ -15,7 +15,6 @@ inside a UTF-8 character (it is never sent alone): such an answer is asked for a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +30,6 @@ from collab.engines.http.client import (
     answers,
     error_message,
     loads,
-    normalize_url,
     sse_data,
     status_error,
 )
@@ -137,6 +135,7 @@ class LlamaCppEngine(HTTPEngine):
     """An engine backed by one or more llama.cpp servers (``llama-server``)."""
 
     kind = "llamacpp"
+    launch_hint = LAUNCH_HINT
 
     def __init__(
         self,
@@ -159,26 +158,10 @@ class LlamaCppEngine(HTTPEngine):
             raise ValueError(f"engine {name!r}: give `model` or `tokenizer` (for the token ids it sends)")
         tok = tokenizer_for(source, thinking=thinking)
         self.wire: LlamaCppWire = LlamaCppWire(tok, stream=stream)
-        super().__init__(name, list(dict.fromkeys(normalize_url(u) for u in found)), wire=self.wire, tokenizer=tok,
-                         http=http)  # fmt: skip
-        self.model = model
+        super().__init__(name, found, wire=self.wire, tokenizer=tok, http=http, model=model)
         self.cache_block = 1
 
-    async def open(self) -> dict[str, Any]:
-        """Wait until every server has loaded its model and describe them (build, model, slots, context)."""
-        await asyncio.gather(*(self.wait_healthy(s.url + self.wire.health_path, LAUNCH_HINT) for s in self.servers))
-        servers = await asyncio.gather(*(self._describe(s.url) for s in self.servers))
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "model": self.model,
-            "tokenizer": self.tokenizer.key,
-            "stream": self.wire.stream,
-            "urls": [s.url for s in self.servers],
-            "servers": servers,
-        }
-
-    async def _describe(self, url: str) -> dict[str, Any]:
+    async def describe(self, url: str) -> dict[str, Any]:
         """``/props``: the build, the model file, the slots and each slot's context."""
         try:
             status, props = await self.get_json(url + "/props")

@@ -132,6 +132,7 @@ class OpenAIEngine(HTTPEngine):
     """An engine backed by an OpenAI-compatible ``/v1/completions`` server that accepts token-id prompts."""
 
     kind = "openai"
+    launch_hint = LAUNCH_HINT
 
     def __init__(
         self,
@@ -160,16 +161,16 @@ class OpenAIEngine(HTTPEngine):
             wire=self.wire,
             tokenizer=tokenizer_for(tokenizer or model, thinking=thinking),
             http=http,
+            model=model,
             max_stop_strings=max_stop_strings,
         )
-        self.model = model
         self.cache_block = cache_block or 1
         self._fixed_block = cache_block is not None
 
     async def open(self) -> dict[str, Any]:
         """Wait until the server lists its models; describe it (never the API key)."""
         url = self.servers[0].url
-        await self.wait_healthy(url + self.wire.health_path, LAUNCH_HINT)
+        await self.wait_healthy(url + self.wire.health_path, self.launch_hint)
         _, models = await self.get_json(url + self.wire.health_path)
         status, version = await self.get_json(url + "/version")
         served = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)]

@@ -7,7 +7,6 @@ stop strings in the output (``skip_special_tokens: false``, ``no_stop_trim: true
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +21,6 @@ from collab.engines.http.client import (
     RequestFailed,
     answers,
     loads,
-    normalize_url,
     sse_data,
     status_error,
 )
@@ -179,6 +177,7 @@ class SGLangEngine(HTTPEngine):
     """An engine backed by one or more SGLang servers (``python -m sglang.launch_server``)."""
 
     kind = "sglang"
+    launch_hint = LAUNCH_HINT
 
     def __init__(
         self,
@@ -204,35 +203,14 @@ class SGLangEngine(HTTPEngine):
             raise ValueError(f"engine {name!r}: give `model` or `tokenizer` (for the token ids it sends)")
         tok, stats = tokenizer_for(source, thinking=thinking), EngineStats()
         self.wire: SGLangWire = SGLangWire(tok, stats, stream=stream)
-        super().__init__(
-            name,
-            list(dict.fromkeys(normalize_url(u) for u in found)),
-            wire=self.wire,
-            stats=stats,
-            tokenizer=tok,
-            http=http,
-        )
-        self.model = model
+        super().__init__(name, found, wire=self.wire, stats=stats, tokenizer=tok, http=http, model=model)
         self.port = port
         self.launch_args = list(launch_args)
         self.cache_block = 1
         """Tokens per radix-cache page (``page_size``): cached tokens are reported in whole pages."""
 
-    async def open(self) -> dict[str, Any]:
-        """Wait until every server is healthy and describe them (version, model, cache settings)."""
-        await asyncio.gather(*(self.wait_healthy(s.url + self.wire.health_path, LAUNCH_HINT) for s in self.servers))
-        servers = await asyncio.gather(*(self._describe(s.url) for s in self.servers))
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "model": self.model,
-            "tokenizer": self.tokenizer.key,
-            "stream": self.wire.stream,
-            "urls": [s.url for s in self.servers],
-            "servers": servers,
-        }
-
-    async def _describe(self, url: str) -> dict[str, Any]:
+    async def describe(self, url: str) -> dict[str, Any]:
+        """The server's version, model and cache settings (its page size becomes :attr:`cache_block`)."""
         info = await self._first_json(url, "/server_info", "/get_server_info")
         model = await self._first_json(url, "/model_info", "/get_model_info")
         out: dict[str, Any] = {"url": url, "version": info.get("version")}
