@@ -105,14 +105,20 @@ limits: {{max_turns: 4}}
     assert result.summary["engines"]["e"]["ok"] == sum(r.end.requests for r in records.values() if r.end)
 
 
-@pytest.mark.slow
-def test_a_killed_fleet_resumes_and_its_lock_refuses_others(tmp_path: Path) -> None:
-    out = tmp_path / "runs"
+def slow_fleet(out: Path) -> subprocess.Popen[str]:
+    """A slow 2-process run into ``out``, once at least 3 of its episodes have finished."""
     process = subprocess.Popen([sys.executable, "-m", "collab.cli", *SLOW, "--out", str(out), "--processes", "2"],
-                               cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
+                               cwd=out.parent, env=ENV, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out.exists() and any(out.iterdir()) and finished(run_dir(out)) >= 3):
         time.sleep(0.05)
+    return process
+
+
+@pytest.mark.slow
+def test_a_killed_fleet_resumes_and_its_lock_refuses_others(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    process = slow_fleet(out)
     folder = run_dir(out)
     assert main(["simulate", "--resume", str(folder), "--quiet"]) == 2  # the lock refuses a second writer
     process.send_signal(signal.SIGKILL)
@@ -126,11 +132,7 @@ def test_a_killed_fleet_resumes_and_its_lock_refuses_others(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_a_worker_crash_is_a_clear_error_and_resumable(tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    process = subprocess.Popen([sys.executable, "-m", "collab.cli", *SLOW, "--out", str(out), "--processes", "2"],
-                               cwd=tmp_path, env=ENV, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and any(out.iterdir()) and finished(run_dir(out)) >= 3):
-        time.sleep(0.05)
+    process = slow_fleet(out)
     children = [int(pid) for task in Path(f"/proc/{process.pid}/task").iterdir()
                 for pid in (task / "children").read_text().split()]
     workers = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
