@@ -23,6 +23,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,20 +92,7 @@ def start_llama(log_dir: Path, model: Path) -> RealServer:
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = RealServer("llamacpp", f"http://127.0.0.1:{port}", str(model), str(model), "", log, process)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            missing(f"llama-server exited with status {process.returncode}:\n{server.log_text()[-3000:]}")
-        try:
-            _get(server.url + "/health")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                missing(f"llama-server was not up after 120s:\n{server.log_text()[-3000:]}")
-            time.sleep(0.5)
-    server.version = _version(server.url, "llamacpp")
-    return server
+    return _wait_up(server, process, "/health", 120, "llama-server", missing)
 
 
 def start(log_dir: Path) -> RealServer:
@@ -130,19 +118,25 @@ def start(log_dir: Path) -> RealServer:
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     server = RealServer("openai", f"http://127.0.0.1:{port}", "smollm2", str(model), "", log, process)
-    deadline = time.monotonic() + START_TIMEOUT_S
+    return _wait_up(server, process, "/v1/models", START_TIMEOUT_S, "the vLLM server", unavailable)
+
+
+def _wait_up(server: RealServer, process: subprocess.Popen[bytes], path: str, timeout_s: float, what: str,
+             fail: Callable[[str], None]) -> RealServer:
+    """``server`` once ``path`` answers, with its version; ``fail`` with its log's tail if it exits or stays down."""
+    deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
-            unavailable(f"the vLLM server exited with status {process.returncode}:\n{server.log_text()[-3000:]}")
+            fail(f"{what} exited with status {process.returncode}:\n{server.log_text()[-3000:]}")
         try:
-            _get(server.url + "/v1/models")
+            _get(server.url + path)
             break
         except OSError:
             if time.monotonic() > deadline:
                 server.stop()
-                unavailable(f"the vLLM server was not up after {START_TIMEOUT_S:g}s:\n{server.log_text()[-3000:]}")
-            time.sleep(1.0)
-    server.version = _version(server.url, "openai")
+                fail(f"{what} was not up after {timeout_s:g}s:\n{server.log_text()[-3000:]}")
+            time.sleep(0.5)
+    server.version = _version(server.url, server.kind)
     return server
 
 
